@@ -1,0 +1,3 @@
+from zos.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""Engines from settings: SQLite pragmas on every connection, URLs without passwords, and
+"cannot connect" turned into ``DatabaseUnavailable``. Also exposes ``metadata``, the live schema.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+
+from zos.config import Settings
+from zos.errors import ConfigError, DatabaseUnavailable
+from zos.schema import metadata
+
+__all__ = [
+    "DatabaseTarget",
+    "connect",
+    "get_engine",
+    "mask_url",
+    "metadata",
+    "resolve_target",
+]
+
+# Execution option that makes an SQLite transaction take the write lock at BEGIN.
+SQLITE_BEGIN_IMMEDIATE = "zos_sqlite_begin_immediate"
+# Execution option that leaves an SQLite connection without BEGIN, each statement on its own.
+SQLITE_AUTOCOMMIT = "zos_sqlite_autocommit"
+
+_DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """A parsed database URL and what zos needs to know about it before connecting."""
+
+    url: URL
+    display: str
+    backend: str  # "sqlite", "postgresql" or "mysql"
+    sqlite_path: Path | None  # None for other backends and in-memory SQLite
+
+    @property
+    def transactional_ddl(self) -> bool:
+        """Whether a schema change can be rolled back together with the version record."""
+        return self.backend != "mysql"
+
+
+def mask_url(text: str) -> str:
+    """Replace any password inside a URL-like string with ``***``."""
+    return _PASSWORD_IN_TEXT.sub(r"\1***@", text)
+
+
+def resolve_target(settings: Settings) -> DatabaseTarget:
+    """Parse the database URL in force.
+
+    Raises:
+        ConfigError: the URL cannot be parsed or names an unsupported database.
+    """
+    raw = settings.database_url
+    try:
+        url = make_url(raw)
+    except exc.ArgumentError as error:
+        raise ConfigError(f"database URL is not valid: {mask_url(raw)}") from error
+    backend = url.get_backend_name()
+    if backend == "mariadb":
+        backend = "mysql"
+    if backend not in ("sqlite", "postgresql", "mysql"):
+        raise ConfigError(
+            f"database URL {url.render_as_string(hide_password=True)}: unsupported database "
+            f"'{url.get_backend_name()}' (use sqlite, postgresql or mysql/mariadb)"
+        )
+    path = None
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(str(url.database))
+    return DatabaseTarget(url, url.render_as_string(hide_password=True), backend, path)
+
+
+def get_engine(settings: Settings, *, readonly: bool = False) -> Engine:
+    """An engine for the configured database; nothing is opened until first use.
+
+    A writable SQLite engine creates the default data directory when it is missing, and runs
+    every connection in WAL mode with foreign keys on and a busy timeout. A ``readonly`` SQLite
+    engine changes nothing in the file, not even its journal mode.
+
+    Raises:
+        ConfigError: the URL is invalid or its driver is not installed.
+        DatabaseUnavailable: the SQLite file's directory does not exist.
+    """
+    target = resolve_target(settings)
+    if target.backend == "sqlite":
+        return _sqlite_engine(target, settings, readonly=readonly)
+    url = target.url
+    if target.backend == "mysql" and "charset" not in url.query:
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (exc.NoSuchModuleError, ModuleNotFoundError) as error:
+        extra = _DRIVER_EXTRAS.get(url.get_backend_name(), "postgresql")
+        raise ConfigError(
+            f"the driver for {target.display} is not installed; install it with "
+            f"pip install 'zos[{extra}]'"
+        ) from error
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """Open a connection, turning a refused or failed connect into ``DatabaseUnavailable``.
+
+    Raises:
+        DatabaseUnavailable: the server cannot be reached, refuses the login, or the file
+            cannot be opened.
+    """
+    try:
+        conn = engine.connect()
+    except exc.DBAPIError as error:
+        display = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(
+            f"cannot connect to {display}: {first_line(error.orig)}"
+        ) from error
+    with conn:
+        yield conn
+
+
+def first_line(error: BaseException | None) -> str:
+    """The first line of a driver's message, with any password masked."""
+    text = str(error).strip() if error is not None else ""
+    return mask_url(text.splitlines()[0]) if text else type(error).__name__
+
+
+def set_busy_timeout(conn: Connection, milliseconds: int) -> None:
+    """Change how long an SQLite connection waits for a lock, outside any transaction."""
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    dbapi_conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+
+
+def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool) -> Engine:
+    path = target.sqlite_path
+    busy_ms = int(settings.database.busy_timeout_seconds * 1000)
+    if readonly and path is not None:
+        uri = path.resolve().as_uri() + "?mode=ro"
+
+        def creator() -> sqlite3.Connection:
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+        engine = create_engine("sqlite://", creator=creator)
+    else:
+        if path is not None:
+            _ensure_directory(path, settings)
+        engine = create_engine(target.url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy: pysqlite would otherwise commit before DDL,
+        # splitting a migration from its version record.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        # SQLite resets this for every new connection, so every pooled one must set it.
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not readonly and path is not None:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get(SQLITE_AUTOCOMMIT):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(SQLITE_BEGIN_IMMEDIATE) else "BEGIN")
+
+    return engine
+
+
+def _ensure_directory(path: Path, settings: Settings) -> None:
+    directory = path.parent
+    if directory.is_dir():
+        return
+    if directory.resolve() == settings.data_dir.resolve():
+        directory.mkdir(parents=True, exist_ok=True)
+        return
+    raise DatabaseUnavailable(
+        f"cannot open SQLite database {path}: directory {directory} does not exist"
+    )

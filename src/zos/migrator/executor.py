@@ -1,0 +1,228 @@
+"""Applies loaded migrations: each one and its version row commit together or not at all.
+
+Where DDL cannot be rolled back (MariaDB/MySQL, or a migration declaring ``TRANSACTIONAL =
+False``) a ``started`` row is committed first, so a crash half-way cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import Connection, exc
+
+from zos.database import (
+    SQLITE_AUTOCOMMIT,
+    SQLITE_BEGIN_IMMEDIATE,
+    DatabaseTarget,
+    first_line,
+    set_busy_timeout,
+)
+from zos.errors import LockTimeout, MigrationFailed
+from zos.migrator import recorder
+from zos.migrator.discovery import LoadedMigration
+from zos.migrator.recorder import State
+
+# How long one SQLite BEGIN IMMEDIATE attempt waits before the runner says it is waiting.
+_SQLITE_FIRST_WAIT_MS = 250
+
+
+class EventKind(StrEnum):
+    WAITING = "waiting"
+    STARTED = "started"
+    APPLIED = "applied"
+    ADOPTED = "adopted"
+    SKIPPED = "skipped"  # another runner applied it first
+
+
+@dataclass(frozen=True)
+class MigrationEvent:
+    """Progress of a run, for the caller to render."""
+
+    kind: EventKind
+    version: int = 0
+    description: str = ""
+    duration_ms: int | None = None
+
+
+EventCallback = Callable[[MigrationEvent], None]
+
+
+@dataclass
+class Executor:
+    """Runs migrations on one connection that nothing else uses meanwhile."""
+
+    conn: Connection
+    target: DatabaseTarget
+    lock_timeout: float
+    on_event: EventCallback
+
+    def announce_wait(self) -> None:
+        self.on_event(MigrationEvent(EventKind.WAITING))
+
+    def ensure_version_table(self) -> None:
+        with self.write_transaction():
+            recorder.ensure_version_table(self.conn)
+
+    def adopt(self, migration: LoadedMigration) -> bool:
+        """Record ``migration`` without running it when its ``check()`` finds it present."""
+        if migration.check is None:
+            return False
+        with self.write_transaction():
+            if recorder.recorded_state(self.conn, migration.script.version) is not None:
+                return True
+            if not migration.check(self.conn):
+                return False
+            self._record(migration, State.ADOPTED, None)
+        self._emit(EventKind.ADOPTED, migration)
+        return True
+
+    def apply(self, migration: LoadedMigration) -> bool:
+        """Run one migration; False when another runner had already applied it.
+
+        Raises:
+            MigrationFailed: ``upgrade()`` raised, or committed on its own.
+        """
+        self._emit(EventKind.STARTED, migration)
+        if self.target.transactional_ddl and migration.transactional:
+            done = self._apply_atomically(migration)
+        else:
+            done = self._apply_with_marker(migration)
+        if done is None:
+            self._emit(EventKind.SKIPPED, migration)
+            return False
+        self._emit(EventKind.APPLIED, migration, done)
+        return True
+
+    def _apply_atomically(self, migration: LoadedMigration) -> int | None:
+        version = migration.script.version
+        with self.write_transaction():
+            if recorder.recorded_state(self.conn, version) is not None:
+                return None
+            started = time.monotonic()
+            self._run_upgrade(migration, rolled_back=True)
+            duration = _elapsed_ms(started)
+            self._record(migration, State.APPLIED, duration)
+        return duration
+
+    def _apply_with_marker(self, migration: LoadedMigration) -> int | None:
+        version = migration.script.version
+        with self.write_transaction():
+            if recorder.recorded_state(self.conn, version) is not None:
+                return None
+            self._record(migration, State.STARTED, None)
+        started = time.monotonic()
+        if migration.transactional:
+            # DML inside still commits with the finishing mark; DDL commits on its own.
+            with self.conn.begin():
+                self._run_upgrade(migration, rolled_back=False)
+                recorder.mark_finished(self.conn, version, _elapsed_ms(started))
+        else:
+            with autocommit(self.conn, self.target.backend):
+                self._run_upgrade(migration, rolled_back=False)
+            with self.conn.begin():
+                recorder.mark_finished(self.conn, version, _elapsed_ms(started))
+        return _elapsed_ms(started)
+
+    def _run_upgrade(self, migration: LoadedMigration, *, rolled_back: bool) -> None:
+        try:
+            migration.upgrade(self.conn)
+        except Exception as error:
+            raise self._failure(migration, error, rolled_back) from error
+        if migration.transactional and not self.conn.in_transaction():
+            raise self._failure(
+                migration, RuntimeError("upgrade() ended the transaction itself"), rolled_back
+            )
+
+    def _failure(
+        self, migration: LoadedMigration, error: Exception, rolled_back: bool
+    ) -> MigrationFailed:
+        reason = first_line(error.orig if isinstance(error, exc.DBAPIError) else error)
+        if rolled_back:
+            state = "it was rolled back and the database is unchanged by it"
+        else:
+            state = (
+                "this database cannot roll back schema changes, so it may be partly applied "
+                "and is marked unfinished; see 'zos db status' and 'zos db repair'"
+            )
+        return MigrationFailed(f"{migration.script.name} failed: {reason}; {state}")
+
+    def _record(self, migration: LoadedMigration, state: State, duration: int | None) -> None:
+        recorder.record(
+            self.conn,
+            version=migration.script.version,
+            description=migration.description,
+            checksum=migration.script.checksum,
+            state=state,
+            duration_ms=duration,
+        )
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        """A transaction that holds the database's write lock from its first statement."""
+        if self.target.backend != "sqlite":
+            with self.conn.begin():
+                yield
+            return
+        self._begin_immediate()
+        try:
+            yield
+        except BaseException:
+            self.conn.rollback()
+            raise
+        self.conn.commit()
+
+    def _begin_immediate(self) -> None:
+        # SQLite's busy handler waits silently; wait a little first, so a runner blocked by
+        # another can say so, then wait out the rest of the lock timeout.
+        self.conn.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
+        waits = (_SQLITE_FIRST_WAIT_MS, int(self.lock_timeout * 1000))
+        for attempt, wait_ms in enumerate(waits):
+            set_busy_timeout(self.conn, wait_ms)
+            try:
+                self.conn.begin()
+                return
+            except exc.OperationalError as error:
+                if "locked" not in str(error.orig) and "busy" not in str(error.orig):
+                    raise
+                if attempt == 0:
+                    self.announce_wait()
+        raise LockTimeout(
+            f"the SQLite database stayed locked by another writer for {self.lock_timeout:g} s; "
+            "wait for it to finish, or raise database.lock_timeout_seconds"
+        )
+
+    def _emit(
+        self, kind: EventKind, migration: LoadedMigration, duration_ms: int | None = None
+    ) -> None:
+        self.on_event(
+            MigrationEvent(kind, migration.script.version, migration.description, duration_ms)
+        )
+
+
+@contextmanager
+def autocommit(conn: Connection, backend: str) -> Iterator[None]:
+    """Let each statement commit on its own, for what cannot run inside a transaction."""
+    if backend == "sqlite":
+        # pysqlite's own autocommit switch would undo the BEGIN handling in zos.database.
+        conn.execution_options(**{SQLITE_AUTOCOMMIT: True})
+        try:
+            with conn.begin():
+                yield
+        finally:
+            conn.execution_options(**{SQLITE_AUTOCOMMIT: False})
+        return
+    default = conn.default_isolation_level
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with conn.begin():
+            yield
+    finally:
+        conn.execution_options(isolation_level=default or "READ COMMITTED")
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,164 @@
+"""Shared fixtures: isolation from the caller's environment, the ``backend`` fixture over the
+three real databases, and throwaway migration folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from zos.cli import cli
+from zos.config import Settings
+
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "ZOS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("ZOS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+FIXTURES = Path(__file__).parent / "fixtures" / "migrations"
+REAL_MIGRATIONS = Path(__file__).parents[1] / "src" / "zos" / "migrations"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the caller's ZOS_* variables, ./config.yaml or ./data."""
+    for name in list(os.environ):
+        if name.startswith("ZOS_") and not name.startswith("ZOS_TEST_"):
+            monkeypatch.delenv(name)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+
+
+@dataclass
+class Backend:
+    """An empty, throwaway database on one of the three supported backends."""
+
+    name: str
+    url: str
+    tmp_path: Path
+
+    def settings(self, migrations_dir: Path | None = None, **values: object) -> Settings:
+        return Settings(
+            data_dir=self.tmp_path / "data",
+            database={"url": self.url, **values},  # type: ignore[arg-type]
+            migrations_dir=migrations_dir,
+        )
+
+    def engine(self) -> Engine:
+        from zos.database import get_engine
+
+        return get_engine(self.settings())
+
+    def env(self, migrations_dir: Path | None = None) -> dict[str, str]:
+        """Environment for a ``zos`` process against this database."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
+        env["ZOS_DATABASE_URL"] = self.url
+        if migrations_dir is not None:
+            env["ZOS_MIGRATIONS_DIR"] = str(migrations_dir)
+        return env
+
+
+_reachable: dict[str, str | None] = {}
+
+
+def _server_problem(name: str) -> str | None:
+    """None when the server answers, otherwise why it does not (checked once per session)."""
+    if name not in _reachable:
+        engine = create_engine(SERVER_URLS[name])
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            _reachable[name] = None
+        except Exception as exc:  # any failure means the backend cannot be used
+            _reachable[name] = (
+                f"{name} at {make_url(SERVER_URLS[name]).render_as_string()} "
+                f"is unreachable: {str(exc).splitlines()[0]}"
+            )
+        finally:
+            engine.dispose()
+    return _reachable[name]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    name: str = request.param
+    if name == "sqlite":
+        yield Backend(name, f"sqlite:///{tmp_path / 'data' / 'zos.db'}", tmp_path)
+        return
+    problem = _server_problem(name)
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    database = f"zos_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(SERVER_URLS[name], isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {database}"))
+        url = make_url(SERVER_URLS[name]).set(database=database)
+        yield Backend(name, url.render_as_string(hide_password=False), tmp_path)
+    finally:
+        with admin.connect() as conn:
+            force = " WITH (FORCE)" if name == "postgresql" else ""
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database}{force}"))
+        admin.dispose()
+
+
+MakeMigrations = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def make_migrations(tmp_path: Path) -> MakeMigrations:
+    """Write throwaway migration files into a fresh folder and return it."""
+    counter = iter(range(1000))
+
+    def make(files: dict[str, str]) -> Path:
+        folder = tmp_path / f"migrations_{next(counter)}"
+        folder.mkdir()
+        for name, body in files.items():
+            (folder / name).write_text(body)
+        return folder
+
+    return make
+
+
+def migration(version: int, description: str, body: str = "pass") -> str:
+    """Source of a small migration whose upgrade() runs ``body`` (indented for you)."""
+    indented = "\n".join("    " + line for line in body.strip().splitlines())
+    return (
+        "from sqlalchemy import text\n\n"
+        f"VERSION = {version}\n"
+        f"DESCRIPTION = {description!r}\n\n\n"
+        "def upgrade(conn):\n"
+        f"{indented}\n"
+    )
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Run ``zos`` in-process, keeping stdout and stderr apart."""
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def run_zos(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zos`` as a separate process, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "zos", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

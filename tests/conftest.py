@@ -47,6 +47,7 @@ class Backend:
     name: str
     url: str
     tmp_path: Path
+    sibling: Callable[[], Backend]  # another empty database on the same server
 
     def settings(self, migrations_dir: Path | None = None, **values: object) -> Settings:
         return Settings(
@@ -64,6 +65,7 @@ class Backend:
         """Environment for a ``zos`` process against this database."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
         env["ZOS_DATABASE_URL"] = self.url
+        env["ZOS_DATA_DIR"] = str(self.tmp_path / "data")
         if migrations_dir is not None:
             env["ZOS_MIGRATIONS_DIR"] = str(migrations_dir)
         return env
@@ -81,10 +83,8 @@ def _server_problem(name: str) -> str | None:
                 conn.execute(text("SELECT 1"))
             _reachable[name] = None
         except Exception as exc:  # any failure means the backend cannot be used
-            _reachable[name] = (
-                f"{name} at {make_url(SERVER_URLS[name]).render_as_string()} "
-                f"is unreachable: {str(exc).splitlines()[0]}"
-            )
+            where = make_url(SERVER_URLS[name]).render_as_string()
+            _reachable[name] = f"{name} at {where} is unreachable: {str(exc).splitlines()[0]}"
         finally:
             engine.dispose()
     return _reachable[name]
@@ -93,26 +93,40 @@ def _server_problem(name: str) -> str | None:
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     name: str = request.param
-    if name == "sqlite":
-        yield Backend(name, f"sqlite:///{tmp_path / 'data' / 'zos.db'}", tmp_path)
-        return
-    problem = _server_problem(name)
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    database = f"zos_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(SERVER_URLS[name], isolation_level="AUTOCOMMIT")
-    try:
+    if name != "sqlite":
+        problem = _server_problem(name)
+        if problem is not None:
+            if os.environ.get("CI") == "true":
+                pytest.fail(problem)
+            pytest.skip(problem)
+    created: list[str] = []
+    admin = (
+        None if name == "sqlite" else create_engine(SERVER_URLS[name], isolation_level="AUTOCOMMIT")
+    )
+
+    def make() -> Backend:
+        if admin is None:
+            folder = tmp_path / f"sqlite_{len(created)}"
+            created.append(str(folder))
+            return Backend(name, f"sqlite:///{folder / 'data' / 'zos.db'}", folder, make)
+        database = f"zos_test_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
             conn.execute(text(f"CREATE DATABASE {database}"))
+        created.append(database)
         url = make_url(SERVER_URLS[name]).set(database=database)
-        yield Backend(name, url.render_as_string(hide_password=False), tmp_path)
+        folder = tmp_path / database
+        folder.mkdir()
+        return Backend(name, url.render_as_string(hide_password=False), folder, make)
+
+    try:
+        yield make()
     finally:
-        with admin.connect() as conn:
+        if admin is not None:
             force = " WITH (FORCE)" if name == "postgresql" else ""
-            conn.execute(text(f"DROP DATABASE IF EXISTS {database}{force}"))
-        admin.dispose()
+            with admin.connect() as conn:
+                for database in created:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {database}{force}"))
+            admin.dispose()
 
 
 MakeMigrations = Callable[[dict[str, str]], Path]

@@ -97,10 +97,11 @@ def get_engine(settings: Settings, *, readonly: bool = False) -> Engine:
     if target.backend == "sqlite":
         return _sqlite_engine(target, settings, readonly=readonly)
     url = target.url
+    connect_args = {}
     if target.backend == "mysql" and "charset" not in url.query:
-        url = url.update_query_dict({"charset": "utf8mb4"})
+        connect_args["charset"] = "utf8mb4"
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except (exc.NoSuchModuleError, ModuleNotFoundError) as error:
         extra = _DRIVER_EXTRAS.get(url.get_backend_name(), "postgresql")
         raise ConfigError(

@@ -79,7 +79,8 @@ def migrate(
     db = resolve_target(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
     if file_problems:
-        raise file_error(file_problems)
+        # Name every bad file at once, the importable-but-broken ones included.
+        raise file_error(file_problems + load_migrations(scripts)[1])
     done: list[MigrationEvent] = []
 
     def observe(event: MigrationEvent) -> None:

@@ -151,6 +151,27 @@ def status(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(1)
 
 
+@db.command()
+@click.option("--applied", "applied", type=int, help="Record version N as applied.")
+@click.option("--forget", "forget", type=int, help="Delete the record of version N.")
+@click.pass_context
+def repair(ctx: click.Context, applied: int | None, forget: int | None) -> None:
+    """Resolve a migration that started but never finished.
+
+    Check the schema by hand first. Use --applied N when all of its changes are present, or
+    --forget N once they are all undone, so the next migrate runs it again.
+    """
+    from zos import migrator
+
+    if (applied is None) == (forget is None):
+        raise click.UsageError("give exactly one of --applied N or --forget N")
+    version = applied if applied is not None else forget
+    assert version is not None
+    migrator.repair(_settings(ctx), version, applied=applied is not None)
+    done = "recorded as applied" if applied is not None else "forgotten; migrate will run it again"
+    click.echo(f"Version {version} {done}")
+
+
 def _print_status(report: StatusReport) -> None:
     plan = report.plan
     descriptions = {m.script.version: m.description for m in report.pending}

@@ -311,15 +311,20 @@ def test_an_unversioned_version_1_database_is_adopted_and_keeps_its_rows(
 ADD_EDITED_AT = """
 from sqlalchemy import Column, DateTime, Integer, text
 from sqlalchemy.dialects import mysql
+from sqlalchemy.schema import CreateColumn
 
 VERSION = 2
 DESCRIPTION = "Add messages.edited_at and messages.edit_count"
 
 
 def upgrade(conn):
-    when = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-    conn.execute(text("ALTER TABLE messages ADD COLUMN edited_at " + when.compile(dialect=conn.dialect)))
-    conn.execute(text("ALTER TABLE messages ADD COLUMN edit_count INTEGER DEFAULT 0 NOT NULL"))
+    microseconds = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    for column in (
+        Column("edited_at", microseconds, nullable=True),
+        Column("edit_count", Integer, nullable=False, server_default=text("0")),
+    ):
+        ddl = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE messages ADD COLUMN {ddl}"))
 """
 
 
@@ -398,3 +403,50 @@ def test_migrations_folder_copy_keeps_the_same_checksums(tmp_path: Path) -> None
     assert [s.checksum for s in discover_migrations(copy)] == [
         s.checksum for s in discover_migrations(REAL_MIGRATIONS)
     ]
+
+
+def mark_started(backend: Backend, folder: Path, version: int) -> None:
+    """Leave the record a runner killed in the middle of a non-transactional migration leaves."""
+    from zos.migrator import recorder
+    from zos.migrator.discovery import discover_migrations
+
+    script = next(s for s in discover_migrations(folder) if s.version == version)
+    engine = backend.engine()
+    with engine.begin() as conn:
+        recorder.record(
+            conn,
+            version=version,
+            description=f"Create thing {version}",
+            checksum=script.checksum,
+            state=recorder.State.STARTED,
+        )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("resolution", ["--applied", "--forget"])
+def test_repair_resolves_an_unfinished_migration_so_migrate_can_go_on(
+    backend: Backend, make_migrations: MakeMigrations, resolution: str
+) -> None:
+    folder = five_migrations(make_migrations)
+    cli(backend, "db", "migrate", "--target", "2", migrations=folder)
+    mark_started(backend, folder, 3)
+    code, _, err = cli(backend, "db", "migrate", migrations=folder)
+    assert code == 1 and "003_thing_3.py started at" in err
+    code, out, _ = cli(backend, "db", "repair", resolution, "3", migrations=folder)
+    assert code == 0 and out.startswith("Version 3 ")
+    code, out, _ = cli(backend, "db", "migrate", migrations=folder)
+    assert code == 0
+    ran_again = "Applied 003" in out
+    assert ran_again == (resolution == "--forget")
+    assert ("thing_3" in tables(backend)) == (resolution == "--forget")
+    assert [row[:2] for row in version_rows(backend)] == [(n, "applied") for n in range(1, 6)]
+
+
+def test_repair_refuses_a_version_that_is_not_unfinished(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = five_migrations(make_migrations)
+    cli(backend, "db", "migrate", migrations=folder)
+    code, _, err = cli(backend, "db", "repair", "--forget", "2", migrations=folder)
+    assert code == 2 and "Error: version 2 is not recorded as unfinished" in err
+    assert len(version_rows(backend)) == 5

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from zos.config import Settings
 from zos.database import DatabaseTarget, connect, get_engine, resolve_target
-from zos.errors import MigrationHistoryError
+from zos.errors import MigrationHistoryError, UsageError
 from zos.migrator import recorder
 from zos.migrator.discovery import (
     DEFAULT_DIRECTORY,
@@ -30,6 +30,7 @@ __all__ = [
     "StatusReport",
     "migrate",
     "migrations_directory",
+    "repair",
     "status",
 ]
 
@@ -110,6 +111,41 @@ def migrate(
     finally:
         engine.dispose()
     return MigrateResult(db.display, plan.current_version, to_version, tuple(done))
+
+
+def repair(settings: Settings, version: int, *, applied: bool) -> None:
+    """Resolve a migration recorded as started but never finished.
+
+    ``applied=True`` records it as applied (its changes were checked and are all present);
+    ``applied=False`` forgets it, so the next run applies it again.
+
+    Raises:
+        ConfigError, DatabaseUnavailable: the database cannot be used.
+        UsageError: ``version`` is not recorded as unfinished.
+        LockTimeout: a migration is running.
+    """
+    db = resolve_target(settings)
+    if db.sqlite_path is not None and not db.sqlite_path.exists():
+        raise UsageError(f"version {version} is not recorded as unfinished (no database yet)")
+    timeout = settings.database.lock_timeout_seconds
+    engine = get_engine(settings)
+    try:
+        with connect(engine) as conn:
+            executor = Executor(conn, db, timeout, lambda _event: None)
+            with migration_lock(conn, db.backend, timeout), executor.write_transaction():
+                state = (
+                    recorder.recorded_state(conn, version)
+                    if recorder.has_version_table(conn)
+                    else None
+                )
+                if state != recorder.State.STARTED:
+                    raise UsageError(f"version {version} is not recorded as unfinished")
+                if applied:
+                    recorder.mark_finished(conn, version, duration_ms=0)
+                else:
+                    recorder.forget(conn, version)
+    finally:
+        engine.dispose()
 
 
 def status(settings: Settings) -> StatusReport:

@@ -92,7 +92,17 @@ def _server_problem(name: str) -> str | None:
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    name: str = request.param
+    """An empty database on each supported backend in turn."""
+    yield from _backend(request.param, tmp_path)
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """An empty database on each database server (not SQLite): for what only servers have."""
+    yield from _backend(request.param, tmp_path)
+
+
+def _backend(name: str, tmp_path: Path) -> Iterator[Backend]:
     if name != "sqlite":
         problem = _server_problem(name)
         if problem is not None:

@@ -191,8 +191,9 @@ class Executor:
                 if attempt == 0:
                     self.announce_wait()
         raise LockTimeout(
-            f"the SQLite database stayed locked by another writer for {self.lock_timeout:g} s; "
-            "wait for it to finish, or raise database.lock_timeout_seconds"
+            "another migration or writer still holds the SQLite write lock after "
+            f"{self.lock_timeout:g} s; wait for it to finish, or raise "
+            "database.lock_timeout_seconds"
         )
 
     def _emit(

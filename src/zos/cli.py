@@ -5,7 +5,6 @@ Only this module prints or exits. Heavy imports happen inside commands so ``zos 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +143,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     report = migrator.status(_settings(ctx))
     if as_json:
+        import json
+
         click.echo(json.dumps(_status_document(report), indent=2))
     else:
         _print_status(report)

@@ -59,9 +59,13 @@ class Executor:
     target: DatabaseTarget
     lock_timeout: float
     on_event: EventCallback
+    _announced_wait: bool = False
 
     def announce_wait(self) -> None:
-        self.on_event(MigrationEvent(EventKind.WAITING))
+        """Say once per run that another runner is in the way."""
+        if not self._announced_wait:
+            self._announced_wait = True
+            self.on_event(MigrationEvent(EventKind.WAITING))
 
     def ensure_version_table(self) -> None:
         with self.write_transaction():

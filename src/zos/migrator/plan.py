@@ -24,7 +24,8 @@ class Plan:
 
     @property
     def current_version(self) -> int:
-        return max((row.version for row in self.applied), default=0)
+        """The newest version whose migration finished (an unfinished one is a problem)."""
+        return max((row.version for row in self.applied if row.finished), default=0)
 
     @property
     def latest_version(self) -> int:

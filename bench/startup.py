@@ -41,7 +41,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="zos-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
     try:
-        subprocess.run([*zos, "db", "migrate"], cwd=workdir, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*zos, "db", "migrate"], cwd=workdir, env=env, check=True, capture_output=True
+        )
         cases = {
             "zos --help": [*zos, "--help"],
             "zos version": [*zos, "version"],
@@ -52,9 +54,7 @@ def main() -> None:
         print(f"{'command':34} {'median ms':>10} {'min ms':>8} {'max ms':>8}   ({args.runs} runs)")
         for name, argv in cases.items():
             times = time_runs(argv, args.runs, workdir, env)
-            print(
-                f"{name:34} {statistics.median(times):10.1f} {min(times):8.1f} {max(times):8.1f}"
-            )
+            print(f"{name:34} {statistics.median(times):10.1f} {min(times):8.1f} {max(times):8.1f}")
     finally:
         shutil.rmtree(workdir)
 

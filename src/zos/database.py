@@ -125,22 +125,27 @@ def get_engine(settings: Settings, *, readonly: bool = False) -> Engine:
 
 
 @contextmanager
-def connect(engine: Engine) -> Iterator[Connection]:
-    """Open a connection, turning a refused or failed connect into ``DatabaseUnavailable``.
+def connect(engine: Engine, display: str | None = None) -> Iterator[Connection]:
+    """Open a connection; a driver error, on connect or later, becomes a ``ZosError``.
 
     Raises:
-        DatabaseUnavailable: the server cannot be reached, refuses the login, or the file
-            cannot be opened.
+        DatabaseUnavailable: the server cannot be reached or refuses the login, the file cannot
+            be opened, or the database fails a statement zos itself issues (not a migration's).
     """
+    display = display or engine.url.render_as_string(hide_password=True)
     try:
         conn = engine.connect()
     except exc.DBAPIError as error:
-        display = engine.url.render_as_string(hide_password=True)
         raise DatabaseUnavailable(
             f"cannot connect to {display}: {first_line(error.orig)}"
         ) from error
-    with conn:
-        yield conn
+    try:
+        with conn:
+            yield conn
+    except exc.DBAPIError as error:
+        raise DatabaseUnavailable(
+            f"database error on {display}: {first_line(error.orig)}"
+        ) from error
 
 
 def first_line(error: BaseException | None) -> str:
@@ -160,7 +165,10 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
     path = target.sqlite_path
     busy_ms = int(settings.database.busy_timeout_seconds * 1000)
     if readonly and path is not None:
-        uri = path.resolve().as_uri() + "?mode=ro"
+        # mode=rw never creates a missing file; query_only forbids writes. A read-write open
+        # (rather than mode=ro) lets the last connection remove the -wal and -shm files it
+        # needed, so a look at the database leaves the directory as it found it.
+        uri = path.resolve().as_uri() + "?mode=rw"
 
         def creator() -> sqlite3.Connection:
             return sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -180,7 +188,9 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
         cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         # SQLite resets this for every new connection, so every pooled one must set it.
         cursor.execute("PRAGMA foreign_keys = ON")
-        if not readonly and path is not None:
+        if readonly:
+            cursor.execute("PRAGMA query_only = ON")
+        elif path is not None:
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
 

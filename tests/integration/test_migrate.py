@@ -67,6 +67,19 @@ def test_a_fresh_database_is_at_version_0_and_status_creates_nothing(
         assert tables(backend) == set()
 
 
+def test_status_on_a_migrated_database_leaves_files_and_tables_as_they_were(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = five_migrations(make_migrations)
+    cli(backend, "db", "migrate", "--target", "3", migrations=folder)
+    files_before = sorted(p.name for p in (backend.tmp_path / "data").glob("*"))
+    tables_before, rows_before = tables(backend), version_rows(backend)
+    for args in (("db", "status"), ("db", "status", "--json")):
+        assert cli(backend, *args, migrations=folder)[0] == 0
+    assert sorted(p.name for p in (backend.tmp_path / "data").glob("*")) == files_before
+    assert (tables(backend), version_rows(backend)) == (tables_before, rows_before)
+
+
 def test_migrate_applies_the_real_migrations_and_records_each_version(backend: Backend) -> None:
     code, out, err = cli(backend, "db", "migrate")
     assert (code, err) == (0, "")

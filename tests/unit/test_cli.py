@@ -116,3 +116,12 @@ def test_status_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None
     assert result.exit_code == 0
     assert "Current version: 0" in result.stdout
     assert list(Path.cwd().iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["migrate", "status"])
+def test_a_file_that_is_not_a_database_is_one_line(command: str) -> None:
+    Path("junk.db").write_bytes(b"not an sqlite database, just some text " * 20)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
+    result = run_zos("db", command, env={**env, "ZOS_DATABASE_URL": "sqlite:///junk.db"})
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, "file is not a database")

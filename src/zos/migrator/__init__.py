@@ -92,7 +92,7 @@ def migrate(
     timeout = settings.database.lock_timeout_seconds
     engine = get_engine(settings)
     try:
-        with connect(engine) as conn:
+        with connect(engine, db.display) as conn:
             executor = Executor(conn, db, timeout, observe)
             with migration_lock(conn, db.backend, timeout, executor.announce_wait):
                 applied = recorder.read_applied(conn)
@@ -130,7 +130,7 @@ def repair(settings: Settings, version: int, *, applied: bool) -> None:
     timeout = settings.database.lock_timeout_seconds
     engine = get_engine(settings)
     try:
-        with connect(engine) as conn:
+        with connect(engine, db.display) as conn:
             executor = Executor(conn, db, timeout, lambda _event: None)
             with migration_lock(conn, db.backend, timeout), executor.write_transaction():
                 state = (
@@ -172,7 +172,7 @@ def _read_applied_readonly(
         return []
     engine = get_engine(settings, readonly=True)
     try:
-        with connect(engine) as conn:
+        with connect(engine, db.display) as conn:
             applied = recorder.read_applied(conn)
             conn.rollback()
             return applied

@@ -38,6 +38,14 @@ class DatabaseSettings(BaseModel):
     lock_timeout_seconds: float = Field(default=300.0, gt=0)
 
 
+class BackupSettings(BaseModel):
+    """Copies of an SQLite database taken before migrations change it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep: int = Field(default=5, ge=1)
+
+
 class Settings(BaseSettings):
     """The effective configuration of one zos process."""
 
@@ -51,6 +59,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "WARNING"
     log_json: bool = False
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    backups: BackupSettings = Field(default_factory=BackupSettings)
     # Where migration files live; tests and tooling point it elsewhere.
     migrations_dir: Path | None = None
 

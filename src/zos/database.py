@@ -71,53 +71,53 @@ def mask_url(text: str) -> str:
     return _PASSWORD_IN_TEXT.sub(r"\1***@", text)
 
 
-def resolve_target(settings: Settings) -> DatabaseTarget:
-    """Parse the database URL in force.
+def resolve_target(settings: Settings, url: str | None = None) -> DatabaseTarget:
+    """Parse the database URL in force (or ``url``).
 
     Raises:
         ConfigError: the URL cannot be parsed or names an unsupported database.
     """
-    raw = settings.database_url
+    raw = url or settings.database_url
     try:
-        url = make_url(raw)
+        parsed = make_url(raw)
     except exc.ArgumentError as error:
         raise ConfigError(f"database URL is not valid: {mask_url(raw)}") from error
-    backend = url.get_backend_name()
+    backend = parsed.get_backend_name()
     if backend == "mariadb":
         backend = "mysql"
     if backend not in ("sqlite", "postgresql", "mysql"):
         raise ConfigError(
-            f"database URL {url.render_as_string(hide_password=True)}: unsupported database "
-            f"'{url.get_backend_name()}' (use sqlite, postgresql or mysql/mariadb)"
+            f"database URL {parsed.render_as_string(hide_password=True)}: unsupported database "
+            f"'{parsed.get_backend_name()}' (use sqlite, postgresql or mysql/mariadb)"
         )
     path = None
-    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
-        path = Path(str(url.database))
-    return DatabaseTarget(url, url.render_as_string(hide_password=True), backend, path)
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(str(parsed.database))
+    return DatabaseTarget(parsed, parsed.render_as_string(hide_password=True), backend, path)
 
 
-def get_engine(settings: Settings, *, readonly: bool = False) -> Engine:
+def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = None) -> Engine:
     """An engine for the configured database; nothing is opened until first use.
 
     A writable SQLite engine creates the default data directory when it is missing, and runs
     every connection in WAL mode with foreign keys on and a busy timeout. A ``readonly`` SQLite
-    engine changes nothing in the file, not even its journal mode.
+    engine changes nothing in the file, not even its journal mode. ``url`` replaces the
+    configured URL (for a rehearsal copy).
 
     Raises:
         ConfigError: the URL is invalid or its driver is not installed.
         DatabaseUnavailable: the SQLite file's directory does not exist.
     """
-    target = resolve_target(settings)
+    target = resolve_target(settings, url)
     if target.backend == "sqlite":
         return _sqlite_engine(target, settings, readonly=readonly)
-    url = target.url
     connect_args = {}
-    if target.backend == "mysql" and "charset" not in url.query:
+    if target.backend == "mysql" and "charset" not in target.url.query:
         connect_args["charset"] = "utf8mb4"
     try:
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(target.url, pool_pre_ping=True, connect_args=connect_args)
     except (exc.NoSuchModuleError, ModuleNotFoundError) as error:
-        extra = _DRIVER_EXTRAS.get(url.get_backend_name(), "postgresql")
+        extra = _DRIVER_EXTRAS.get(target.url.get_backend_name(), "postgresql")
         raise ConfigError(
             f"the driver for {target.display} is not installed; install it with "
             f"pip install 'zos[{extra}]'"

@@ -43,6 +43,10 @@ class LockTimeout(ZosError):
     """Another migration held the lock for longer than the configured timeout."""
 
 
+class SchemaNotCurrent(ZosError):
+    """The database does not match the code: pending, newer, unfinished or edited migrations."""
+
+
 class UsageError(ZosError):
     """A command was asked for something that cannot be done, such as an unknown target."""
 

@@ -463,3 +463,22 @@ def test_repair_refuses_a_version_that_is_not_unfinished(
     code, _, err = cli(backend, "db", "repair", "--forget", "2", migrations=folder)
     assert code == 2 and "Error: version 2 is not recorded as unfinished" in err
     assert len(version_rows(backend)) == 5
+
+
+def test_a_migration_that_commits_on_its_own_is_stopped_before_the_commit(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    body = (
+        "conn.execute(text('CREATE TABLE committed_early (id INTEGER PRIMARY KEY)'))\n"
+        "conn.execute(text('INSERT INTO committed_early (id) VALUES (1)'))\n"
+        "conn.commit()"
+    )
+    folder = make_migrations({"001_commits.py": migration(1, "Commits", body)})
+    code, _, err = cli(backend, "db", "migrate", migrations=folder)
+    assert code == 1
+    assert "001_commits.py failed: upgrade() must not commit" in err
+    if backend.name == "mariadb":
+        assert [row[:2] for row in version_rows(backend)] == [(1, "started")]
+    else:
+        assert "committed_early" not in tables(backend)
+        assert version_rows(backend) == []

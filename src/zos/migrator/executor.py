@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     APPLIED = "applied"
     ADOPTED = "adopted"
     SKIPPED = "skipped"  # another runner applied it first
+    BACKED_UP = "backed_up"  # description holds the backup's path
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class MigrationEvent:
     version: int = 0
     description: str = ""
     duration_ms: int | None = None
+    detail: str = ""  # for BACKED_UP, how to restore the backup
 
 
 EventCallback = Callable[[MigrationEvent], None]
@@ -90,7 +92,6 @@ class Executor:
         Raises:
             MigrationFailed: ``upgrade()`` raised, or committed on its own.
         """
-        self._emit(EventKind.STARTED, migration)
         if self.target.transactional_ddl and migration.transactional:
             done = self._apply_atomically(migration)
         else:
@@ -106,6 +107,7 @@ class Executor:
         with self.write_transaction():
             if recorder.recorded_state(self.conn, version) is not None:
                 return None
+            self._emit(EventKind.STARTED, migration)
             started = time.monotonic()
             self._run_upgrade(migration, rolled_back=True)
             duration = _elapsed_ms(started)
@@ -118,6 +120,7 @@ class Executor:
             if recorder.recorded_state(self.conn, version) is not None:
                 return None
             self._record(migration, State.STARTED, None)
+        self._emit(EventKind.STARTED, migration)
         started = time.monotonic()
         if migration.transactional:
             # DML inside still commits with the finishing mark; DDL commits on its own.
@@ -133,13 +136,15 @@ class Executor:
 
     def _run_upgrade(self, migration: LoadedMigration, *, rolled_back: bool) -> None:
         try:
-            migration.upgrade(self.conn)
+            if migration.transactional:
+                with forbid_commit(self.conn):
+                    migration.upgrade(self.conn)
+                if not self.conn.in_transaction():
+                    raise RuntimeError("upgrade() must not end its transaction (it rolled back)")
+            else:
+                migration.upgrade(self.conn)
         except Exception as error:
             raise self._failure(migration, error, rolled_back) from error
-        if migration.transactional and not self.conn.in_transaction():
-            raise self._failure(
-                migration, RuntimeError("upgrade() ended the transaction itself"), rolled_back
-            )
 
     def _failure(
         self, migration: LoadedMigration, error: Exception, rolled_back: bool
@@ -206,6 +211,26 @@ class Executor:
         self.on_event(
             MigrationEvent(kind, migration.script.version, migration.description, duration_ms)
         )
+
+
+class CommitForbidden(RuntimeError):
+    """A migration tried to commit the transaction that must also hold its version record."""
+
+
+@contextmanager
+def forbid_commit(conn: Connection) -> Iterator[None]:
+    """Make ``conn.commit()`` raise while the body runs, before anything reaches the database."""
+
+    def refuse() -> None:
+        raise CommitForbidden("upgrade() must not commit; zos commits it with its version record")
+
+    # An instance attribute shadows the method for this connection only. (A "commit" event
+    # listener that raises would leave SQLAlchemy's transaction in an unusable state.)
+    conn.commit = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del conn.commit
 
 
 @contextmanager

@@ -1,0 +1,240 @@
+"""How command results look on a terminal or in a pipe: reports, tables, JSON and progress."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from zos.backup import Backup
+    from zos.migrator import DryRun, HistoryEntry, MigrationEvent, StatusReport
+
+# A migration running longer than this shows it is alive.
+ALIVE_AFTER_SECONDS = 2.0
+# Without a terminal, how often a long migration prints a "still running" line.
+PLAIN_INTERVAL_SECONDS = 10.0
+_SPINNER = "|/-\\"
+
+
+def print_json(document: Any) -> None:
+    import json
+
+    click.echo(json.dumps(document, indent=2))
+
+
+def _iso(moment: Any) -> str:
+    return str(moment.isoformat(timespec="microseconds")) + "Z"
+
+
+def status(report: StatusReport) -> None:
+    plan = report.plan
+    descriptions = {m.script.version: m.description for m in report.pending}
+    click.echo(f"Database: {report.database}")
+    click.echo(f"Current version: {plan.current_version}")
+    click.echo(f"Available migrations: {len(plan.scripts)} (newest: {plan.latest_version})")
+    if plan.gaps:
+        click.echo(f"Unused version numbers: {', '.join(str(v) for v in plan.gaps)}")
+    if plan.pending:
+        click.echo(f"Pending migrations: {len(plan.pending)}")
+        for script in plan.pending:
+            described = descriptions.get(script.version, f"({script.name} cannot be loaded)")
+            click.echo(f"  {script.version}: {described}")
+    else:
+        click.echo("No pending migrations")
+    if report.problems:
+        click.echo(f"Problems: {len(report.problems)}", err=True)
+        for problem in report.problems:
+            click.echo(f"  - {problem}", err=True)
+
+
+def status_document(report: StatusReport) -> dict[str, Any]:
+    plan = report.plan
+    descriptions = {m.script.version: m.description for m in report.pending}
+    return {
+        "database": report.database,
+        "current_version": plan.current_version,
+        "latest_version": plan.latest_version,
+        "available": len(plan.scripts),
+        "gaps": list(plan.gaps),
+        "pending": [
+            {"version": s.version, "description": descriptions.get(s.version), "file": s.name}
+            for s in plan.pending
+        ],
+        "applied": [
+            {
+                "version": row.version,
+                "description": row.description,
+                "applied_at": _iso(row.applied_at),
+                "checksum": row.checksum,
+                "state": str(row.state),
+                "duration_ms": row.duration_ms,
+            }
+            for row in plan.applied
+        ],
+        "problems": list(report.problems),
+    }
+
+
+def history(entries: list[HistoryEntry]) -> None:
+    if not entries:
+        click.echo("No migrations applied yet")
+        return
+    rows = [
+        (
+            f"{entry.version:03d}",
+            entry.applied_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "-" if entry.duration_ms is None else f"{entry.duration_ms} ms",
+            entry.file if entry.state == "applied" else f"{entry.file}, {entry.state}",
+            entry.description,
+        )
+        for entry in entries
+    ]
+    header = ("Version", "Applied at (UTC)", "Took", "File", "Description")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(4)]
+    for row in (header, *rows):
+        cells = [row[i].ljust(widths[i]) if i != 2 else row[i].rjust(widths[i]) for i in range(4)]
+        click.echo("  ".join([*cells, row[4]]).rstrip())
+
+
+def history_document(entries: list[HistoryEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "version": entry.version,
+            "description": entry.description,
+            "applied_at": _iso(entry.applied_at),
+            "duration_ms": entry.duration_ms,
+            "state": entry.state,
+            "file": entry.file,
+            "checksum_ok": entry.file == "unchanged",
+        }
+        for entry in entries
+    ]
+
+
+def dry_run(rehearsal: DryRun) -> None:
+    where = {
+        "copy": f"a throwaway copy of {rehearsal.database}",
+        "rollback": f"{rehearsal.database}, in a transaction that is rolled back",
+        "plan": rehearsal.database,
+    }[rehearsal.how]
+    click.echo(f"Dry run on {where}; nothing was changed.")
+    if not rehearsal.results:
+        click.echo(f"Database already at version {rehearsal.from_version}; nothing to do")
+        return
+    click.echo(f"Would migrate from version {rehearsal.from_version} to {rehearsal.to_version}:")
+    for result in rehearsal.results:
+        label = f"  {result.version:03d}: {result.description}"
+        if result.not_run:
+            click.echo(f"{label} ({result.not_run})")
+        elif result.error:
+            click.echo(f"{label} FAILED after {result.duration_ms} ms: {result.error}")
+        elif rehearsal.how == "plan":
+            click.echo(label)
+        else:
+            click.echo(f"{label} ({result.duration_ms} ms)")
+        for statement in result.statements:
+            click.echo(f"      {statement}")
+    if rehearsal.how == "plan":
+        click.echo(
+            "MariaDB/MySQL commit schema changes at once, so nothing was rehearsed; to time "
+            "the migrations, run them on a copy of the database."
+        )
+    elif rehearsal.failed:
+        click.echo("The rehearsal failed; the real run would stop at that migration.", err=True)
+
+
+def backup_made(made: Backup | str, database: Path | None) -> None:
+    from zos.backup import restore_instructions
+
+    if isinstance(made, str) or database is None:
+        click.echo("Database servers are backed up with their own tools; for example:")
+        click.echo(f"  {made}")
+        return
+    _backup_written(made.version, str(made.path), restore_instructions(made, database))
+
+
+def _backup_written(version: int, path: str, how_to_restore: str) -> None:
+    click.echo(f"Backup of version {version} written to {path}")
+    for line in how_to_restore.splitlines():
+        click.echo(f"  {line}")
+
+
+class Progress:
+    """Renders migration events: a line as each migration starts and ends, and signs of life
+    while a long one runs (a spinner on a terminal, a line every few seconds otherwise)."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stdout.isatty()
+        self._done = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop()
+
+    def __call__(self, event: MigrationEvent) -> None:
+        from zos.log import get_logger
+        from zos.migrator import EventKind
+
+        get_logger("zos.migrate").info(
+            f"migration.{event.kind}", version=event.version, duration_ms=event.duration_ms
+        )
+        label = f"{event.version:03d}: {event.description}"
+        if event.kind == EventKind.WAITING:
+            click.echo("Waiting for another migration to finish…", err=True)
+        elif event.kind == EventKind.BACKED_UP:
+            _backup_written(event.version, event.description, event.detail)
+        elif event.kind == EventKind.STARTED:
+            click.echo(f"  Applying {label} …")
+            self._start(event.version)
+        elif event.kind == EventKind.APPLIED:
+            self._stop()
+            click.echo(f"  Applied {label} ({event.duration_ms} ms)")
+        elif event.kind == EventKind.ADOPTED:
+            click.echo(f"  Adopted {label} (already present; recorded without running)")
+        elif event.kind == EventKind.SKIPPED:
+            self._stop()
+            click.echo(f"  Skipped {label} (another runner applied it)")
+
+    def _start(self, version: int) -> None:
+        self._stop()
+        self._done = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, args=(version,), daemon=True)
+        self._ticker.start()
+
+    def _stop(self) -> None:
+        if self._ticker is None:
+            return
+        self._done.set()
+        self._ticker.join()
+        self._ticker = None
+
+    def _tick(self, version: int) -> None:
+        started = time.monotonic()
+        if self._done.wait(ALIVE_AFTER_SECONDS):
+            return
+        if not self._tty:
+            while True:
+                click.echo(f"  … {version:03d} still running ({time.monotonic() - started:.0f} s)")
+                if self._done.wait(PLAIN_INTERVAL_SECONDS):
+                    return
+        for frame in itertools.cycle(_SPINNER):
+            if self._done.wait(0.1):
+                break
+            elapsed = time.monotonic() - started
+            click.echo(f"\r  {frame} {version:03d} running for {elapsed:.0f} s", nl=False)
+        click.echo("\r\x1b[K", nl=False)

@@ -1,0 +1,122 @@
+"""Dry runs: run pending migrations where the result can be thrown away, and report each one's
+time, SQL and error. SQLite rehearses on a copy; PostgreSQL in a transaction that is rolled
+back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event
+
+from zos.database import first_line
+from zos.migrator.discovery import LoadedMigration
+from zos.migrator.executor import forbid_commit
+
+
+@dataclass(frozen=True)
+class RehearsedMigration:
+    """What one pending migration did in the rehearsal (or why it was not run)."""
+
+    version: int
+    description: str
+    duration_ms: int | None = None
+    statements: tuple[str, ...] = ()
+    error: str | None = None
+    not_run: str | None = None
+
+
+def rehearse(
+    conn: Connection, pending: list[LoadedMigration], *, adopting: bool
+) -> list[RehearsedMigration]:
+    """Run ``pending`` inside one transaction on ``conn`` and roll it all back.
+
+    Stops at the first failure: later migrations would run on a schema that is not theirs.
+    ``adopting`` (an unversioned database) first asks each migration's ``check()``, as a real
+    run would.
+    """
+    results: list[RehearsedMigration] = []
+    with conn.begin() as transaction:
+        for migration in pending:
+            version, description = migration.script.version, migration.description
+            adopting = adopting and migration.check is not None and migration.check(conn)
+            if adopting:
+                results.append(
+                    RehearsedMigration(
+                        version, description, not_run="already present; would be adopted"
+                    )
+                )
+                continue
+            if not migration.transactional:
+                results.append(
+                    RehearsedMigration(
+                        version, description, not_run="runs outside a transaction; not rehearsed"
+                    )
+                )
+                continue
+            started = time.monotonic()
+            try:
+                with _capture(conn) as statements, forbid_commit(conn):
+                    migration.upgrade(conn)
+            except Exception as error:
+                orig = getattr(error, "orig", None) or error
+                results.append(
+                    RehearsedMigration(
+                        version,
+                        description,
+                        _ms(started),
+                        tuple(statements),
+                        error=first_line(orig),
+                    )
+                )
+                break
+            results.append(
+                RehearsedMigration(version, description, _ms(started), tuple(statements))
+            )
+        transaction.rollback()
+    return results
+
+
+@contextmanager
+def sqlite_copy(database: Path) -> Iterator[Path]:
+    """A throwaway, consistent copy of an SQLite database (or a new empty file), removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="zos-rehearsal-"))
+    copy = folder / "rehearsal.db"
+    try:
+        if database.exists():
+            with sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True) as source:
+                target = sqlite3.connect(copy)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            source.close()
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _capture(conn: Connection) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(conn, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(conn, "before_cursor_execute", record)
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -156,9 +156,24 @@ def first_line(error: BaseException | None) -> str:
 
 def set_busy_timeout(conn: Connection, milliseconds: int) -> None:
     """Change how long an SQLite connection waits for a lock, outside any transaction."""
+    _sqlite_pragma(conn, f"busy_timeout = {int(milliseconds)}")
+
+
+def set_foreign_keys(conn: Connection, enabled: bool) -> None:
+    """Turn SQLite's foreign-key enforcement on or off for ``conn``.
+
+    SQLite ignores this pragma inside a transaction, so it is sent straight to the driver,
+    outside SQLAlchemy's transaction handling; call it only between transactions.
+    """
+    if conn.in_transaction():
+        raise RuntimeError("foreign-key enforcement can only change between transactions")
+    _sqlite_pragma(conn, f"foreign_keys = {'ON' if enabled else 'OFF'}")
+
+
+def _sqlite_pragma(conn: Connection, pragma: str) -> None:
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
-    dbapi_conn.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+    dbapi_conn.execute(f"PRAGMA {pragma}")
 
 
 def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool) -> Engine:

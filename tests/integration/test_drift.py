@@ -70,7 +70,7 @@ def rebuild_sqlite_draft_history(
 def redefine_draft_history(
     engine: Engine, backend: str, changes: dict[str, tuple[str, bool]]
 ) -> None:
-    """Give columns of draft_history a new SQL type and nullability, as an operator would by hand."""
+    """Give draft_history columns a new SQL type and nullability by hand, as an operator would."""
     if backend == "postgresql":
         clauses = [
             f"ALTER COLUMN {name} TYPE {type_} USING {name}::{type_}, "
@@ -141,8 +141,10 @@ def test_columns_whose_nullability_changed_by_hand_are_named(
     changes = {"layer_name": ("VARCHAR(255)", True), "thread_id": ("VARCHAR(32)", False)}
     redefine_draft_history(engine, backend.name, changes)
     assert drift(engine) == [
-        "table draft_history: column layer_name is nullable in the database but NOT NULL in the schema",
-        "table draft_history: column thread_id is NOT NULL in the database but nullable in the schema",
+        "table draft_history: column layer_name is nullable in the database"
+        " but NOT NULL in the schema",
+        "table draft_history: column thread_id is NOT NULL in the database"
+        " but nullable in the schema",
     ]
 
 

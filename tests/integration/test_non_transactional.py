@@ -53,7 +53,10 @@ def test_a_non_transactional_migration_runs_and_is_recorded_as_applied(
 def test_a_failing_non_transactional_migration_is_left_marked_unfinished(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    body = "conn.execute(text('CREATE TABLE made_before_failing (id INTEGER)'))\nraise ValueError('no')"
+    body = (
+        "conn.execute(text('CREATE TABLE made_before_failing (id INTEGER)'))\n"
+        "raise ValueError('no')"
+    )
     folder = make_migrations(
         {
             "001_t.py": migration(1, "Create t", CREATE_T),

@@ -218,7 +218,7 @@ def test_the_start_up_guard_passes_only_on_a_current_database(
     migrator.ensure_schema_current(settings)
 
     (folder / "002_thing_2.py").write_text((folder / "002_thing_2.py").read_text() + "#\n")
-    with pytest.raises(SchemaNotCurrent, match="002_thing_2.py was changed after it was applied"):
+    with pytest.raises(SchemaNotCurrent, match=r"002_thing_2\.py was changed after it was applied"):
         migrator.ensure_schema_current(settings)
 
     older = make_migrations({"001_thing_1.py": (folder / "001_thing_1.py").read_text()})
@@ -254,3 +254,61 @@ def test_each_migration_prints_a_start_and_an_end_line_and_a_long_one_shows_it_i
     assert re.fullmatch(r"  … 002 still running \(\d s\)", lines[3])
     assert re.fullmatch(r"  Applied 002: Slow \(\d{4} ms\)", lines[4])
     assert lines[5] == "Migrated from version 0 to 2"
+
+
+# check
+
+
+def test_check_passes_only_on_a_current_database_with_the_defined_schema(
+    backend: Backend,
+) -> None:
+    code, _, err = cli(backend, "db", "check")
+    assert code == 1
+    assert "the database is at version 0, not 1: pending 1" in err
+    assert ("no database at" in err) == (backend.name == "sqlite")
+    cli(backend, "db", "migrate")
+    code, out, err = cli(backend, "db", "check")
+    assert (code, out, err) == (0, "Database is current and its schema matches the code\n", "")
+
+
+def test_check_names_each_hand_made_change_and_exits_1(backend: Backend) -> None:
+    from sqlalchemy import text as sql
+
+    cli(backend, "db", "migrate")
+    drop_index = (
+        "DROP INDEX ix_messages_author_created ON messages"
+        if backend.name == "mariadb"
+        else "DROP INDEX ix_messages_author_created"
+    )
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(sql("ALTER TABLE messages ADD COLUMN edited_at INTEGER"))
+        conn.execute(sql("DROP TABLE draft_history"))
+        conn.execute(sql(drop_index))
+    engine.dispose()
+    code, out, err = cli(backend, "db", "check")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "3 problem(s) found:",
+        "  - table draft_history is missing from the database",
+        "  - table messages: column edited_at is in the database but not in the schema",
+        "  - table messages: index ix_messages_author_created is missing from the database",
+    ]
+
+
+def test_check_reports_pending_and_edited_migrations(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    from tests.conftest import REAL_MIGRATIONS
+
+    folder = make_migrations(
+        {
+            "001_initial.py": (REAL_MIGRATIONS / "001_initial.py").read_text() + "# edited\n",
+            "002_more.py": migration(2, "More"),
+        }
+    )
+    cli(backend, "db", "migrate", "--target", "1", migrations=REAL_MIGRATIONS)
+    code, _, err = cli(backend, "db", "check", migrations=folder)
+    assert code == 1
+    assert "the database is at version 1, not 2: pending 2" in err
+    assert "001_initial.py was changed after it was applied" in err

@@ -32,6 +32,7 @@ from sqlalchemy.types import TypeEngine
 _CHARSET_OR_COLLATION = re.compile(r"\s+(?:CHARACTER SET|COLLATE)\s+\S+")
 # Display widths (INT(11)) change nothing stored; MariaDB reports them, SQLAlchemy omits them.
 _INTEGER_DISPLAY_WIDTH = re.compile(r"^(TINYINT|SMALLINT|MEDIUMINT|INT|INTEGER|BIGINT)\(\d+\)")
+_CONSTRAINTS = (ForeignKeyConstraint, UniqueConstraint, CheckConstraint, PrimaryKeyConstraint)
 
 
 def find_drift(conn: Connection, metadata: MetaData) -> list[str]:
@@ -45,19 +46,19 @@ def find_drift(conn: Connection, metadata: MetaData) -> list[str]:
             "include_object": _include_object,
         },
     )
-    diffs = list(_flatten(compare_metadata(context, metadata)))
+    described = [
+        (diff[0], *_describe(diff, conn.dialect))
+        for diff in _flatten(compare_metadata(context, metadata))
+    ]
     # A table missing or extra as a whole is one sentence, not one more per index it holds.
-    whole_tables = {
-        diff[1].name
-        for diff in diffs
-        if diff[0] in ("add_table", "remove_table") and isinstance(diff[1], Table)
-    }
-    sentences = set()
-    for diff in diffs:
-        table, sentence = _describe(diff, conn.dialect)
-        if table is None or table not in whole_tables or diff[0].endswith("_table"):
-            sentences.add(sentence)
-    return sorted(sentences)
+    whole = {table for kind, table, _ in described if kind in ("add_table", "remove_table")}
+    return sorted(
+        {
+            sentence
+            for kind, table, sentence in described
+            if table not in whole or kind in ("add_table", "remove_table")
+        }
+    )
 
 
 def _is_internal(name: str | None) -> bool:
@@ -100,7 +101,7 @@ def _type_text(type_: TypeEngine[Any], dialect: Dialect) -> str:
     if _is_mysql(dialect):
         declared = _CHARSET_OR_COLLATION.sub("", declared)
         # MySQL has no boolean type: BOOL is an alias that MariaDB reports as TINYINT(1).
-        if text == "TINYINT(1)":
+        if declared == "TINYINT(1)":
             return "BOOL"
         declared = _INTEGER_DISPLAY_WIDTH.sub(r"\1", declared)
     return declared
@@ -140,9 +141,6 @@ def _flatten(diffs: Any) -> Iterator[tuple[Any, ...]]:
             yield ("unknown", diff)
 
 
-_CONSTRAINTS = (ForeignKeyConstraint, UniqueConstraint, CheckConstraint, PrimaryKeyConstraint)
-
-
 def _describe(diff: tuple[Any, ...], dialect: Dialect) -> tuple[str | None, str]:
     """The table a diff belongs to (None if unknown) and one plain sentence for it."""
     extra, missing = "is in the database but not in the schema", "is missing from the database"
@@ -173,16 +171,19 @@ def _describe(diff: tuple[Any, ...], dialect: Dialect) -> tuple[str | None, str]
                 f"table {table}: column {column} has type {_type_text(in_database, dialect)}"
                 f" in the database but {_type_text(wanted, dialect)} in the schema"
             )
-        case ("modify_default" | "modify_comment", _, str() as table, str() as column, _, *values):
-            what, (in_database, wanted) = diff[0].removeprefix("modify_"), values
+        case (str() as kind, _, str() as table, str() as column, dict(), in_database, wanted) if (
+            kind.startswith("modify_")
+        ):
+            # modify_default, modify_comment, and whatever column aspect Alembic compares next.
+            what = kind.removeprefix("modify_").replace("_", " ")
             return table, (
-                f"table {table}: column {column} has {what} {_value(in_database)}"
-                f" in the database but {_value(wanted)} in the schema"
+                f"table {table}: column {column} has {what} {_value(in_database, dialect)}"
+                f" in the database but {_value(wanted, dialect)} in the schema"
             )
         case ("add_table_comment", Table() as table, in_database):
             return table.name, (
-                f"table {table.name} has comment {_value(in_database)} in the database"
-                f" but {_value(table.comment)} in the schema"
+                f"table {table.name} has comment {_value(in_database, dialect)} in the database"
+                f" but {_value(table.comment, dialect)} in the schema"
             )
         case ("remove_table_comment", Table() as table):
             return (
@@ -222,13 +223,18 @@ def _nullability(nullable: object) -> str:
     return "NOT NULL" if nullable is False else "nullable"
 
 
-def _value(value: object) -> str:
-    return "none" if value is None else repr(value)
+def _value(value: object, dialect: Dialect) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, TypeEngine):
+        return _type_text(value, dialect)
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _generic(diff: tuple[Any, ...], dialect: Dialect) -> str:
     """A readable sentence for a diff kind this module has no wording for."""
-    kind, parts = str(diff[0]).replace("_", " "), []
+    kind = str(diff[0]).replace("_", " ")
+    parts: list[str] = []
     for part in diff[1:]:
         if part is None or isinstance(part, dict):
             continue

@@ -20,6 +20,7 @@ from zos.database import (
     DatabaseTarget,
     first_line,
     set_busy_timeout,
+    set_foreign_keys,
 )
 from zos.errors import LockTimeout, MigrationFailed
 from zos.migrator import recorder
@@ -104,15 +105,50 @@ class Executor:
 
     def _apply_atomically(self, migration: LoadedMigration) -> int | None:
         version = migration.script.version
-        with self.write_transaction():
+        with self._foreign_keys_suspended(), self.write_transaction():
             if recorder.recorded_state(self.conn, version) is not None:
                 return None
             self._emit(EventKind.STARTED, migration)
             started = time.monotonic()
             self._run_upgrade(migration, rolled_back=True)
+            self._check_foreign_keys(migration)
             duration = _elapsed_ms(started)
             self._record(migration, State.APPLIED, duration)
         return duration
+
+    @contextmanager
+    def _foreign_keys_suspended(self) -> Iterator[None]:
+        """On SQLite, run the migration with foreign-key enforcement off.
+
+        SQLite's documented table rebuild (new table, copy, drop, rename) needs it: with
+        enforcement on, dropping a referenced table deletes or refuses its children. The
+        pragma only takes effect outside a transaction, so it is set here, around it, and
+        ``_check_foreign_keys`` proves nothing was broken before the commit.
+        """
+        if self.target.backend != "sqlite":
+            yield
+            return
+        set_foreign_keys(self.conn, False)
+        try:
+            yield
+        finally:
+            if not self.conn.invalidated:
+                set_foreign_keys(self.conn, True)
+
+    def _check_foreign_keys(self, migration: LoadedMigration) -> None:
+        if self.target.backend != "sqlite":
+            return
+        broken = self.conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            tables = sorted({f"{row[0]} -> {row[2]}" for row in broken})
+            raise self._failure(
+                migration,
+                RuntimeError(
+                    f"it would break foreign keys: {len(broken)} row(s) in "
+                    f"{', '.join(tables)} point at rows that do not exist"
+                ),
+                rolled_back=True,
+            )
 
     def _apply_with_marker(self, migration: LoadedMigration) -> int | None:
         version = migration.script.version

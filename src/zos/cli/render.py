@@ -174,6 +174,8 @@ class Progress:
         self._tty = sys.stdout.isatty()
         self._done = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._started = 0.0
+        self._last_progress = 0.0
 
     def __enter__(self) -> Progress:
         return self
@@ -201,8 +203,12 @@ class Progress:
         elif event.kind == EventKind.STARTED:
             click.echo(f"  Applying {label} …")
             self._start(event.version)
+        elif event.kind == EventKind.PROGRESS:
+            self._progress(event)
         elif event.kind == EventKind.APPLIED:
             self._stop()
+            if self._tty and self._last_progress:
+                click.echo("\r\x1b[K", nl=False)
             click.echo(f"  Applied {label} ({event.duration_ms} ms)")
         elif event.kind == EventKind.ADOPTED:
             click.echo(f"  Adopted {label} (already present; recorded without running)")
@@ -210,7 +216,30 @@ class Progress:
             self._stop()
             click.echo(f"  Skipped {label} (another runner applied it)")
 
+    def _progress(self, event: MigrationEvent) -> None:
+        """A backfill's rows done, rate and time left: redrawn on a terminal, else a line
+        every few seconds."""
+        now = time.monotonic()
+        if now - self._last_progress < (0.2 if self._tty else PLAIN_INTERVAL_SECONDS / 2):
+            return
+        self._last_progress = now
+        self._done.set()  # the numbers show it is alive; the ticker can rest
+        done, total = event.rows_done or 0, max(event.rows_total or 0, 1)
+        rate = done / max(now - self._started, 1e-6)
+        left = (total - done) / rate if rate > 0 else 0.0
+        figures = (
+            f"{event.version:03d}: {done:,}/{total:,} rows ({100 * done // total}%), "
+            f"{rate:,.0f} rows/s, about {left:.0f} s left"
+        )
+        if self._tty:
+            filled = 20 * done // total
+            click.echo(f"\r\x1b[K  [{'#' * filled}{'.' * (20 - filled)}] {figures}", nl=False)
+        else:
+            click.echo(f"  … {figures}")
+
     def _start(self, version: int) -> None:
+        self._started = time.monotonic()
+        self._last_progress = 0.0
         self._stop()
         self._done = threading.Event()
         self._ticker = threading.Thread(target=self._tick, args=(version,), daemon=True)

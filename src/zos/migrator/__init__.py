@@ -208,6 +208,8 @@ def repair(settings: Settings, version: int, *, applied: bool) -> None:
             recorder.mark_finished(conn, version, duration_ms=0)
         else:
             recorder.forget(conn, version)
+        if version in recorder.read_cursors(conn):
+            recorder.drop_cursor(conn, version)
 
 
 def status(settings: Settings) -> StatusReport:
@@ -221,7 +223,7 @@ def status(settings: Settings) -> StatusReport:
     """
     db = resolve_target(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
-    plan = build_plan(scripts, _read_applied_readonly(db, settings))
+    plan = _plan_readonly(db, settings, scripts)
     pending, load_problems = load_migrations(list(plan.pending))
     problems = (*file_problems, *plan.problems, *load_problems)
     return StatusReport(db.display, plan, tuple(pending), problems)
@@ -264,7 +266,7 @@ def ensure_schema_current(settings: Settings) -> None:
     """
     db = resolve_target(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
-    plan = build_plan(scripts, _read_applied_readonly(db, settings))
+    plan = _plan_readonly(db, settings, scripts)
     problems = [*file_problems, *plan.problems]
     if plan.pending:
         problems.insert(
@@ -292,7 +294,7 @@ def check_database(settings: Settings) -> list[str]:
     """
     db = resolve_target(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
-    plan = build_plan(scripts, _read_applied_readonly(db, settings))
+    plan = _plan_readonly(db, settings, scripts)
     problems = [*file_problems, *plan.problems]
     if plan.pending:
         versions = ", ".join(str(script.version) for script in plan.pending)
@@ -370,8 +372,9 @@ def _prepare(
 ) -> tuple[Plan, list[LoadedMigration]]:
     """Re-read the history under the lock, plan, and load what will run, or refuse."""
     applied = recorder.read_applied(conn)
+    resumable = frozenset(recorder.read_cursors(conn))
     conn.rollback()
-    plan = build_plan(scripts, applied, target)
+    plan = build_plan(scripts, applied, target, resumable)
     pending, load_problems = load_migrations(list(plan.pending))
     problems = [*plan.problems, *load_problems]
     if not plan.problems and load_problems:
@@ -398,13 +401,26 @@ def _finished_head(applied: list[recorder.AppliedMigration]) -> int:
 def _read_applied_readonly(
     db: DatabaseTarget, settings: Settings
 ) -> list[recorder.AppliedMigration]:
+    return _read_history_readonly(db, settings)[0]
+
+
+def _plan_readonly(db: DatabaseTarget, settings: Settings, scripts: list[MigrationScript]) -> Plan:
+    applied, resumable = _read_history_readonly(db, settings)
+    return build_plan(scripts, applied, resumable=resumable)
+
+
+def _read_history_readonly(
+    db: DatabaseTarget, settings: Settings
+) -> tuple[list[recorder.AppliedMigration], frozenset[int]]:
+    """The recorded versions and the interrupted backfills, creating nothing."""
     if db.sqlite_path is not None and not db.sqlite_path.exists():
-        return []
+        return [], frozenset()
     engine = get_engine(settings, readonly=True)
     try:
         with connect(engine, db.display) as conn:
             applied = recorder.read_applied(conn)
+            resumable = frozenset(recorder.read_cursors(conn))
             conn.rollback()
-            return applied
+            return applied, resumable
     finally:
         engine.dispose()

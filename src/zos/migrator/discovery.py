@@ -17,6 +17,7 @@ from typing import Protocol
 from sqlalchemy import Connection
 
 from zos.errors import MigrationFileError
+from zos.migrator.backfill import BackfillFunction, Batches
 
 FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9][a-z0-9_]*)\.py$")
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
@@ -49,9 +50,11 @@ class LoadedMigration:
 
     script: MigrationScript
     description: str
-    upgrade: UpgradeFunction
+    upgrade: UpgradeFunction | None  # optional only for a backfill
     check: CheckFunction | None
     transactional: bool
+    batches: Batches | None = None
+    backfill: BackfillFunction | None = None
 
 
 def checksum_of(data: bytes) -> str:
@@ -134,12 +137,14 @@ def _load(script: MigrationScript) -> LoadedMigration:
     upgrade = getattr(module, "upgrade", None)
     check = getattr(module, "check", None)
     transactional = getattr(module, "TRANSACTIONAL", True)
+    batches = getattr(module, "BATCHES", None)
+    backfill = getattr(module, "backfill", None)
     missing = [
         name
         for name, ok in (
             ("VERSION", version is not None),
             ("DESCRIPTION", description is not None),
-            ("upgrade()", upgrade is not None),
+            ("upgrade()", any(part is not None for part in (upgrade, backfill, batches))),
         )
         if not ok
     ]
@@ -151,13 +156,23 @@ def _load(script: MigrationScript) -> LoadedMigration:
         raise _Invalid(f"VERSION is {version} but the file name says {script.version}")
     if not isinstance(description, str) or not description.strip():
         raise _Invalid("DESCRIPTION must be a non-empty string")
-    if not callable(upgrade):
+    if upgrade is not None and not callable(upgrade):
         raise _Invalid("upgrade must be a function taking a connection")
+    if (batches is None) != (backfill is None):
+        raise _Invalid("a backfill needs both BATCHES = Batches(...) and backfill(conn, low, high)")
+    if batches is not None and not isinstance(batches, Batches):
+        raise _Invalid("BATCHES must be a zos.migrator.backfill.Batches")
+    if backfill is not None and not callable(backfill):
+        raise _Invalid("backfill must be a function taking a connection, low and high")
+    if batches is not None and not transactional:
+        raise _Invalid("a backfill commits batch by batch already; drop TRANSACTIONAL = False")
     if check is not None and not callable(check):
         raise _Invalid("check must be a function taking a connection")
     if not isinstance(transactional, bool):
         raise _Invalid(f"TRANSACTIONAL must be True or False, not {transactional!r}")
-    return LoadedMigration(script, description.strip(), upgrade, check, transactional)
+    return LoadedMigration(
+        script, description.strip(), upgrade, check, transactional, batches, backfill
+    )
 
 
 def _import(script: MigrationScript) -> ModuleType:

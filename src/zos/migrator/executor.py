@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Connection, exc
 
@@ -24,6 +25,7 @@ from zos.database import (
 )
 from zos.errors import LockTimeout, MigrationFailed
 from zos.migrator import recorder
+from zos.migrator.backfill import BackfillFunction, count_between, next_high, start_key
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.recorder import State
 
@@ -37,6 +39,7 @@ class EventKind(StrEnum):
     APPLIED = "applied"
     ADOPTED = "adopted"
     SKIPPED = "skipped"  # another runner applied it first
+    PROGRESS = "progress"  # a backfill batch committed; rows_done of rows_total
     BACKED_UP = "backed_up"  # description holds the backup's path
 
 
@@ -49,6 +52,8 @@ class MigrationEvent:
     description: str = ""
     duration_ms: int | None = None
     detail: str = ""  # for BACKED_UP, how to restore the backup
+    rows_done: int | None = None
+    rows_total: int | None = None
 
 
 EventCallback = Callable[[MigrationEvent], None]
@@ -93,7 +98,9 @@ class Executor:
         Raises:
             MigrationFailed: ``upgrade()`` raised, or committed on its own.
         """
-        if self.target.transactional_ddl and migration.transactional:
+        if migration.batches is not None:
+            done = self._apply_backfill(migration)
+        elif self.target.transactional_ddl and migration.transactional:
             done = self._apply_atomically(migration)
         else:
             done = self._apply_with_marker(migration)
@@ -170,7 +177,64 @@ class Executor:
                 recorder.mark_finished(self.conn, version, _elapsed_ms(started))
         return _elapsed_ms(started)
 
+    def _apply_backfill(self, migration: LoadedMigration) -> int | None:
+        """The schema part once, then one short transaction per batch, each advancing the
+        cursor it commits with; the version counts as applied only after the last batch."""
+        version, batches, backfill = migration.script.version, migration.batches, migration.backfill
+        assert batches is not None and backfill is not None
+        with self.write_transaction():
+            state = recorder.recorded_state(self.conn, version)
+            if state is not None and state != State.STARTED:
+                return None
+            if state is None:
+                self._record(migration, State.STARTED, None)
+            cursor = recorder.read_cursors(self.conn).get(version)
+        self._emit(EventKind.STARTED, migration)
+        started = time.monotonic()
+        if cursor is None:
+            with self._foreign_keys_suspended(), self.write_transaction():
+                self._run_upgrade(migration, rolled_back=self.target.transactional_ddl)
+                self._check_foreign_keys(migration)
+                recorder.start_cursor(self.conn, version)
+            cursor = recorder.BackfillCursor(version, None, 0)
+        low, done = cursor.last_key, cursor.rows_done
+        with self.write_transaction():
+            low = start_key(self.conn, batches) if low is None else low
+            total = done + (0 if low is None else count_between(self.conn, batches, low))
+        while low is not None:
+            with self.write_transaction():
+                high = next_high(self.conn, batches, low)
+                if high is None:
+                    break
+                rows = count_between(self.conn, batches, low, high)
+                self._run_batch(migration, backfill, low, high)
+                done += rows
+                recorder.advance_cursor(self.conn, version, high, done)
+            low = high
+            self._emit(EventKind.PROGRESS, migration, rows_done=done, rows_total=max(total, done))
+        duration = _elapsed_ms(started)
+        with self.write_transaction():
+            recorder.mark_finished(self.conn, version, duration)
+            recorder.drop_cursor(self.conn, version)
+        return duration
+
+    def _run_batch(
+        self, migration: LoadedMigration, backfill: BackfillFunction, low: Any, high: Any
+    ) -> None:
+        try:
+            with forbid_commit(self.conn):
+                backfill(self.conn, low, high)
+        except Exception as error:
+            reason = first_line(error.orig if isinstance(error, exc.DBAPIError) else error)
+            raise MigrationFailed(
+                f"{migration.script.name} failed in the batch of keys above {low!r}: {reason}; "
+                "that batch was rolled back, earlier batches are kept, and the next "
+                "'zos db migrate' resumes from it"
+            ) from error
+
     def _run_upgrade(self, migration: LoadedMigration, *, rolled_back: bool) -> None:
+        if migration.upgrade is None:
+            return
         try:
             if migration.transactional:
                 with forbid_commit(self.conn):
@@ -242,10 +306,23 @@ class Executor:
         )
 
     def _emit(
-        self, kind: EventKind, migration: LoadedMigration, duration_ms: int | None = None
+        self,
+        kind: EventKind,
+        migration: LoadedMigration,
+        duration_ms: int | None = None,
+        *,
+        rows_done: int | None = None,
+        rows_total: int | None = None,
     ) -> None:
         self.on_event(
-            MigrationEvent(kind, migration.script.version, migration.description, duration_ms)
+            MigrationEvent(
+                kind,
+                migration.script.version,
+                migration.description,
+                duration_ms,
+                rows_done=rows_done,
+                rows_total=rows_total,
+            )
         )
 
 

@@ -21,6 +21,7 @@ class Plan:
     applied: tuple[AppliedMigration, ...]
     pending: tuple[MigrationScript, ...]  # to run now, in order, up to the target
     problems: tuple[str, ...]  # anything here forbids running
+    resumable: frozenset[int] = frozenset()  # interrupted backfills that pending resumes
 
     @property
     def current_version(self) -> int:
@@ -42,8 +43,12 @@ def build_plan(
     scripts: list[MigrationScript],
     applied: list[AppliedMigration],
     target: int | None = None,
+    resumable: frozenset[int] = frozenset(),
 ) -> Plan:
     """Compare ``scripts`` (ordered by version) with ``applied`` and choose what to run.
+
+    ``resumable`` are unfinished backfills whose batches can go on where they stopped: they
+    are pending, not problems.
 
     Raises:
         UsageError: ``target`` names no migration, or lies below the current version.
@@ -52,7 +57,8 @@ def build_plan(
     recorded = {row.version for row in applied}
     current = max(recorded, default=0)
     latest = max(by_version, default=0)
-    problems = _history_problems(by_version, applied, current, latest)
+    resumable = frozenset(v for v in resumable if v in by_version)
+    problems = _history_problems(by_version, applied, current, latest, resumable)
 
     if target is not None:
         _check_target(target, current, by_version)
@@ -60,9 +66,10 @@ def build_plan(
     pending = tuple(
         script
         for script in scripts
-        if script.version not in recorded and current < script.version <= ceiling
+        if script.version in resumable
+        or (script.version not in recorded and current < script.version <= ceiling)
     )
-    return Plan(tuple(scripts), tuple(applied), pending, tuple(problems))
+    return Plan(tuple(scripts), tuple(applied), pending, tuple(problems), resumable)
 
 
 def _history_problems(
@@ -70,6 +77,7 @@ def _history_problems(
     applied: list[AppliedMigration],
     current: int,
     latest: int,
+    resumable: frozenset[int],
 ) -> list[str]:
     problems: list[str] = []
     if current > latest:
@@ -79,7 +87,7 @@ def _history_problems(
         )
     for row in applied:
         script = by_version.get(row.version)
-        if not row.finished:
+        if not row.finished and row.version not in resumable:
             name = script.name if script else f"version {row.version}"
             problems.append(
                 f"{name} started at {row.applied_at:%Y-%m-%d %H:%M:%S} UTC and never finished; "

@@ -5,11 +5,14 @@ Knows nothing about files. Reading never creates the table, so ``status`` stays 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     DateTime,
@@ -24,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 TABLE_NAME = "_schema_version"
+BACKFILL_TABLE_NAME = "_schema_backfill"
 
 
 class State(StrEnum):
@@ -49,6 +53,23 @@ _versions = Table(
     ),
     Column("duration_ms", Integer, nullable=True),
 )
+# Where an unfinished batched backfill stands: the last key done commits with each batch.
+_cursors = Table(
+    BACKFILL_TABLE_NAME,
+    _metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("last_key", String(255), nullable=True),  # JSON; null before the first batch
+    Column("rows_done", BigInteger, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class BackfillCursor:
+    """How far the batches of one backfill migration have got."""
+
+    version: int
+    last_key: Any  # decoded JSON; None before the first batch
+    rows_done: int
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,7 @@ def has_version_table(conn: Connection) -> bool:
 
 def ensure_version_table(conn: Connection) -> None:
     """Create ``_schema_version`` when it does not exist yet."""
-    _metadata.create_all(conn, checkfirst=True)
+    _versions.create(conn, checkfirst=True)
 
 
 def read_applied(conn: Connection) -> list[AppliedMigration]:
@@ -136,6 +157,37 @@ def mark_finished(conn: Connection, version: int, duration_ms: int) -> None:
 def forget(conn: Connection, version: int) -> None:
     """Delete the row for ``version`` (repairing an unfinished migration so it runs again)."""
     conn.execute(_versions.delete().where(_versions.c.version == version))
+
+
+def read_cursors(conn: Connection) -> dict[int, BackfillCursor]:
+    """Every unfinished backfill's cursor; empty, creating nothing, when there is no table."""
+    if not inspect(conn).has_table(BACKFILL_TABLE_NAME):
+        return {}
+    rows = conn.execute(select(_cursors)).all()
+    return {
+        row.version: BackfillCursor(
+            row.version, None if row.last_key is None else json.loads(row.last_key), row.rows_done
+        )
+        for row in rows
+    }
+
+
+def start_cursor(conn: Connection, version: int) -> None:
+    """Record that a backfill's schema part is done and its batches may begin."""
+    _cursors.create(conn, checkfirst=True)
+    conn.execute(_cursors.insert().values(version=version, last_key=None, rows_done=0))
+
+
+def advance_cursor(conn: Connection, version: int, last_key: Any, rows_done: int) -> None:
+    conn.execute(
+        update(_cursors)
+        .where(_cursors.c.version == version)
+        .values(last_key=json.dumps(last_key), rows_done=rows_done)
+    )
+
+
+def drop_cursor(conn: Connection, version: int) -> None:
+    conn.execute(_cursors.delete().where(_cursors.c.version == version))
 
 
 def utcnow() -> datetime:

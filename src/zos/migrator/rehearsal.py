@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, event
 
 from zos.database import first_line
+from zos.migrator.backfill import end_key, start_key
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.executor import forbid_commit
 
@@ -65,7 +66,7 @@ def rehearse(
             started = time.monotonic()
             try:
                 with _capture(conn) as statements, forbid_commit(conn):
-                    migration.upgrade(conn)
+                    _run_whole(conn, migration)
             except Exception as error:
                 orig = getattr(error, "orig", None) or error
                 results.append(
@@ -83,6 +84,17 @@ def rehearse(
             )
         transaction.rollback()
     return results
+
+
+def _run_whole(conn: Connection, migration: LoadedMigration) -> None:
+    """The migration's schema part, then its backfill over every row at once."""
+    if migration.upgrade is not None:
+        migration.upgrade(conn)
+    if migration.batches is None or migration.backfill is None:
+        return
+    low = start_key(conn, migration.batches)
+    if low is not None:
+        migration.backfill(conn, low, end_key(conn, migration.batches))
 
 
 @contextmanager

@@ -18,7 +18,9 @@ from tests.conftest import Backend, MakeMigrations, migration, run_cli, run_zos
 ROWS = 2_500
 
 CREATE_ITEMS = """
-conn.execute(text("CREATE TABLE items (id {key_type} PRIMARY KEY, n INTEGER NOT NULL, label VARCHAR(40))"))
+conn.execute(
+    text("CREATE TABLE items (id {key_type} PRIMARY KEY, n INTEGER NOT NULL, label VARCHAR(40))")
+)
 conn.execute(
     text("INSERT INTO items (id, n, label) VALUES (:id, 0, :label)"),
     [{{"id": {key_expr}, "label": "item %d" % i}} for i in range({rows})],
@@ -43,7 +45,10 @@ def upgrade(conn):
 
 
 def backfill(conn, low, high):
-    conn.execute(text("UPDATE items SET n = n + 1 WHERE id > :low AND id <= :high"), {{"low": low, "high": high}})
+    conn.execute(
+        text("UPDATE items SET n = n + 1 WHERE id > :low AND id <= :high"),
+        {{"low": low, "high": high}},
+    )
     time.sleep({pause})
 """
 
@@ -168,7 +173,10 @@ BATCHES = Batches(table="items", key="id", size=500)
 
 
 def backfill(conn, low, high):
-    conn.execute(text("UPDATE items SET n = n + 1 WHERE id > :low AND id <= :high"), {"low": low, "high": high})
+    conn.execute(
+        text("UPDATE items SET n = n + 1 WHERE id > :low AND id <= :high"),
+        {"low": low, "high": high},
+    )
     if high > 4000:
         raise ValueError("bad row")
 """

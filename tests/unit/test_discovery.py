@@ -105,3 +105,20 @@ def test_a_loaded_migration_carries_its_description_and_transaction_mode(
     loaded, problems = load_migrations(discover_migrations(folder))
     assert problems == []
     assert [(m.description, m.transactional) for m in loaded] == [("One", True), ("Two", False)]
+
+
+def test_descriptions_are_read_without_importing_the_files(
+    make_migrations: MakeMigrations,
+) -> None:
+    from zos.migrator.discovery import describe_migrations
+
+    folder = make_migrations(
+        {
+            "001_boom.py": "raise SystemExit('imported!')\nDESCRIPTION = 'Explodes  on\\timport'\n",
+            "002_broken.py": "DESCRIPTION = (\n",
+            "003_computed.py": "DESCRIPTION = 'x'.upper()\n",
+        }
+    )
+    descriptions, problems = describe_migrations(discover_migrations(folder))
+    assert descriptions == {1: "Explodes on import"}
+    assert [p.split(":")[0] for p in problems] == ["002_broken.py", "003_computed.py"]

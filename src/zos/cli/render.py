@@ -35,7 +35,7 @@ def _iso(moment: Any) -> str:
 
 def status(report: StatusReport) -> None:
     plan = report.plan
-    descriptions = {m.script.version: m.description for m in report.pending}
+    descriptions = report.descriptions
     click.echo(f"Database: {report.database}")
     click.echo(f"Current version: {plan.current_version}")
     click.echo(f"Available migrations: {len(plan.scripts)} (newest: {plan.latest_version})")
@@ -44,7 +44,7 @@ def status(report: StatusReport) -> None:
     if plan.pending:
         click.echo(f"Pending migrations: {len(plan.pending)}")
         for script in plan.pending:
-            described = descriptions.get(script.version, f"({script.name} cannot be loaded)")
+            described = descriptions.get(script.version, f"({script.name} cannot be read)")
             click.echo(f"  {script.version}: {described}")
     else:
         click.echo("No pending migrations")
@@ -56,7 +56,7 @@ def status(report: StatusReport) -> None:
 
 def status_document(report: StatusReport) -> dict[str, Any]:
     plan = report.plan
-    descriptions = {m.script.version: m.description for m in report.pending}
+    descriptions = report.descriptions
     return {
         "database": report.database,
         "current_version": plan.current_version,

@@ -23,6 +23,7 @@ from zos.migrator.discovery import (
     DEFAULT_DIRECTORY,
     LoadedMigration,
     MigrationScript,
+    describe_migrations,
     file_error,
     find_migrations,
     load_migrations,
@@ -85,7 +86,7 @@ class StatusReport:
 
     database: str
     plan: Plan
-    pending: tuple[LoadedMigration, ...]
+    descriptions: dict[int, str]  # of the pending migrations, read without importing them
     problems: tuple[str, ...]
 
 
@@ -224,9 +225,9 @@ def status(settings: Settings) -> StatusReport:
     db = resolve_target(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
     plan = _plan_readonly(db, settings, scripts)
-    pending, load_problems = load_migrations(list(plan.pending))
-    problems = (*file_problems, *plan.problems, *load_problems)
-    return StatusReport(db.display, plan, tuple(pending), problems)
+    descriptions, read_problems = describe_migrations(list(plan.pending))
+    problems = (*file_problems, *plan.problems, *read_problems)
+    return StatusReport(db.display, plan, descriptions, problems)
 
 
 def history(settings: Settings) -> list[HistoryEntry]:

@@ -5,6 +5,7 @@ Never touches a database. Listing and hashing import nothing, so a long history 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import re
@@ -124,6 +125,44 @@ def load_migrations(
         except _Invalid as invalid:
             problems.append(f"{script.name}: {invalid}")
     return loaded, problems
+
+
+def describe_migrations(scripts: list[MigrationScript]) -> tuple[dict[int, str], list[str]]:
+    """Each script's ``DESCRIPTION`` read from its source without importing it, and one problem
+    per file that does not parse or has no ``DESCRIPTION`` string literal.
+
+    Reading, not importing, keeps ``status`` fast and free of a migration's import side effects;
+    ``migrate`` imports (and fully validates) what it is about to run.
+    """
+    descriptions: dict[int, str] = {}
+    problems: list[str] = []
+    for script in scripts:
+        try:
+            tree = ast.parse(script.path.read_bytes(), filename=script.name)
+        except SyntaxError as exc:
+            problems.append(f"{script.name}: syntax error at line {exc.lineno}: {exc.msg}")
+            continue
+        except OSError as exc:
+            problems.append(f"{script.name}: cannot be read: {exc.strerror}")
+            continue
+        description = _literal_assignment(tree, "DESCRIPTION")
+        if isinstance(description, str) and description.strip():
+            descriptions[script.version] = " ".join(description.split())
+        else:
+            problems.append(f"{script.name}: does not define DESCRIPTION as a string")
+    return descriptions, problems
+
+
+def _literal_assignment(tree: ast.Module, name: str) -> object:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                return None
+    return None
 
 
 class _Invalid(Exception):

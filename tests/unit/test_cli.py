@@ -125,3 +125,23 @@ def test_a_file_that_is_not_a_database_is_one_line(command: str) -> None:
     result = run_zos("db", command, env={**env, "ZOS_DATABASE_URL": "sqlite:///junk.db"})
     assert result.returncode == 1
     assert_one_error_line(result.stderr, "file is not a database")
+
+
+def test_log_json_writes_one_json_object_per_migration_event_on_stderr() -> None:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
+    result = run_zos("db", "migrate", env={**env, "ZOS_LOG_LEVEL": "INFO", "ZOS_LOG_JSON": "true"})
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(r["event"], r["version"], r["level"]) for r in records] == [
+        ("migration.started", 1, "info"),
+        ("migration.applied", 1, "info"),
+    ]
+    assert records[1]["duration_ms"] >= 0 and records[1]["timestamp"].endswith("Z")
+
+
+def test_at_the_default_level_migrate_logs_nothing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
+    result = run_zos("db", "migrate", env=env)
+    assert (result.returncode, result.stderr) == (0, "")

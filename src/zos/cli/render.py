@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 import threading
 import time
@@ -189,11 +190,15 @@ class Progress:
         self._stop()
 
     def __call__(self, event: MigrationEvent) -> None:
-        from zos.log import get_logger
+        from zos.log import log
         from zos.migrator import EventKind
 
-        get_logger("zos.migrate").info(
-            f"migration.{event.kind}", version=event.version, duration_ms=event.duration_ms
+        log(
+            logging.INFO,
+            f"migration.{event.kind}",
+            version=event.version,
+            duration_ms=event.duration_ms,
+            rows_done=event.rows_done,
         )
         label = f"{event.version:03d}: {event.description}"
         if event.kind == EventKind.WAITING:

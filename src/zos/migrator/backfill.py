@@ -6,9 +6,10 @@ per batch, resumable after a crash. A migration declares ``BATCHES = Batches(...
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection, text
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 class BackfillFunction(Protocol):
@@ -35,7 +36,7 @@ class Batches:
 
 def start_key(conn: Connection, batches: Batches) -> Any:
     """A value just below the smallest key, or None when the table is empty."""
-    smallest = conn.execute(text(f"SELECT MIN({_key(conn, batches)}) FROM {_table(conn, batches)}"))
+    smallest = conn.execute(_sql(f"SELECT MIN({_key(conn, batches)}) FROM {_table(conn, batches)}"))
     value = smallest.scalar()
     if value is None:
         return None
@@ -47,20 +48,20 @@ def next_high(conn: Connection, batches: Batches, low: Any) -> Any:
     """The key that ends the batch after ``low``, or None when no rows are left."""
     key, table = _key(conn, batches), _table(conn, batches)
     last_of_batch = conn.execute(
-        text(f"SELECT {key} FROM {table} WHERE {key} > :low ORDER BY {key} LIMIT 1 OFFSET :skip"),
+        _sql(f"SELECT {key} FROM {table} WHERE {key} > :low ORDER BY {key} LIMIT 1 OFFSET :skip"),
         {"low": low, "skip": batches.size - 1},
     ).scalar()
     if last_of_batch is not None:
         return last_of_batch
     return conn.execute(
-        text(f"SELECT MAX({key}) FROM {table} WHERE {key} > :low"), {"low": low}
+        _sql(f"SELECT MAX({key}) FROM {table} WHERE {key} > :low"), {"low": low}
     ).scalar()
 
 
 def end_key(conn: Connection, batches: Batches) -> Any:
     """The largest key, or None when the table is empty."""
     return conn.execute(
-        text(f"SELECT MAX({_key(conn, batches)}) FROM {_table(conn, batches)}")
+        _sql(f"SELECT MAX({_key(conn, batches)}) FROM {_table(conn, batches)}")
     ).scalar()
 
 
@@ -69,10 +70,17 @@ def count_between(conn: Connection, batches: Batches, low: Any, high: Any | None
     key, table = _key(conn, batches), _table(conn, batches)
     upper = "" if high is None else f" AND {key} <= :high"
     found = conn.execute(
-        text(f"SELECT COUNT(*) FROM {table} WHERE {key} > :low{upper}"),
+        _sql(f"SELECT COUNT(*) FROM {table} WHERE {key} > :low{upper}"),
         {"low": low, "high": high},
     ).scalar()
     return int(found or 0)
+
+
+def _sql(sql: str) -> Any:
+    # Imported here: migrations import this module, and listing them must stay light.
+    from sqlalchemy import text
+
+    return text(sql)
 
 
 def _key(conn: Connection, batches: Batches) -> str:

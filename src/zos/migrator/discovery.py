@@ -13,12 +13,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol
-
-from sqlalchemy import Connection
+from typing import TYPE_CHECKING, Protocol
 
 from zos.errors import MigrationFileError
 from zos.migrator.backfill import BackfillFunction, Batches
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9][a-z0-9_]*)\.py$")
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"

@@ -7,10 +7,9 @@ False``) a ``started`` row is committed first, so a crash half-way cannot pass u
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, exc
@@ -27,36 +26,11 @@ from zos.errors import LockTimeout, MigrationFailed
 from zos.migrator import recorder
 from zos.migrator.backfill import BackfillFunction, count_between, next_high, start_key
 from zos.migrator.discovery import LoadedMigration
-from zos.migrator.recorder import State
+from zos.migrator.events import EventCallback, EventKind, MigrationEvent
+from zos.migrator.records import BackfillCursor, State
 
 # How long one SQLite BEGIN IMMEDIATE attempt waits before the runner says it is waiting.
 _SQLITE_FIRST_WAIT_MS = 250
-
-
-class EventKind(StrEnum):
-    WAITING = "waiting"
-    STARTED = "started"
-    APPLIED = "applied"
-    ADOPTED = "adopted"
-    SKIPPED = "skipped"  # another runner applied it first
-    PROGRESS = "progress"  # a backfill batch committed; rows_done of rows_total
-    BACKED_UP = "backed_up"  # description holds the backup's path
-
-
-@dataclass(frozen=True)
-class MigrationEvent:
-    """Progress of a run, for the caller to render."""
-
-    kind: EventKind
-    version: int = 0
-    description: str = ""
-    duration_ms: int | None = None
-    detail: str = ""  # for BACKED_UP, how to restore the backup
-    rows_done: int | None = None
-    rows_total: int | None = None
-
-
-EventCallback = Callable[[MigrationEvent], None]
 
 
 @dataclass
@@ -196,7 +170,7 @@ class Executor:
                 self._run_upgrade(migration, rolled_back=self.target.transactional_ddl)
                 self._check_foreign_keys(migration)
                 recorder.start_cursor(self.conn, version)
-            cursor = recorder.BackfillCursor(version, None, 0)
+            cursor = BackfillCursor(version, None, 0)
         low, done = cursor.last_key, cursor.rows_done
         with self.write_transaction():
             low = start_key(self.conn, batches) if low is None else low

@@ -65,17 +65,31 @@ def add_column(conn: Connection, table: str, column: Column[Any]) -> None:
 
 
 def drop_column(conn: Connection, table: str, name: str) -> None:
-    """Drop column ``name``, and (as PostgreSQL does) the indexes and constraints using it.
+    """Drop column ``name`` with the indexes and keys using it, as PostgreSQL does.
 
-    On SQLite and MariaDB/MySQL a CHECK constraint naming the column must be dropped first.
+    A CHECK constraint naming the column must be dropped first (SQLite and MariaDB refuse).
     """
-    if _backend(conn) == "sqlite":
+    backend = _backend(conn)
+    changes = [f"DROP COLUMN {_quote(conn, name)}"]
+    if backend == "sqlite":
         definition = _reflect(conn, table)
         native = (conn.dialect.server_version_info or ()) >= _SQLITE_DROP_COLUMN
         if not native or _is_constrained(definition, _column(definition, name)):
             _rebuild(conn, table, lambda definition: _remove_column(definition, name))
             return
-    _alter(conn, table, f"DROP COLUMN {_quote(conn, name)}")
+    elif backend == "mysql":
+        # MariaDB/MySQL would narrow an index instead, and refuse a column with a foreign key.
+        inspector = inspect(conn)
+        changes[:0] = [
+            f"DROP FOREIGN KEY {_quote(conn, str(key['name']))}"
+            for key in inspector.get_foreign_keys(table)
+            if name in key["constrained_columns"]
+        ] + [
+            f"DROP INDEX {_quote(conn, str(index['name']))}"
+            for index in inspector.get_indexes(table)
+            if name in index["column_names"]
+        ]
+    _alter(conn, table, ", ".join(changes))
 
 
 def rename_column(conn: Connection, table: str, old: str, new: str) -> None:
@@ -267,11 +281,17 @@ def _is_constrained(definition: Table, column: Column[Any]) -> bool:
 
 def _sqlite_can_add(conn: Connection, column: Column[Any]) -> bool:
     """Whether SQLite's ADD COLUMN takes ``column``: NOT NULL needs a constant non-NULL default."""
-    compiler = conn.dialect.ddl_compiler(conn.dialect, CreateColumn(column))
-    default = compiler.get_column_default_string(column)
-    if default is not None and _SQLITE_NON_CONSTANT.match(default):
+    default = column.server_default
+    if default is None:
+        return bool(column.nullable)
+    if not isinstance(default, DefaultClause):
+        return False  # generated or database-computed: only a rebuild is sure to take it
+    if isinstance(default.arg, str):
+        return True  # SQLAlchemy writes it as a string literal
+    sql = str(default.arg.compile(dialect=conn.dialect)).strip()
+    if _SQLITE_NON_CONSTANT.match(sql):
         return False
-    return bool(column.nullable) or (default is not None and default.upper() != "NULL")
+    return bool(column.nullable) or sql.upper() != "NULL"
 
 
 def _postgresql_changes(

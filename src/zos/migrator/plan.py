@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from zos.errors import UsageError
 from zos.migrator.discovery import MigrationScript
-from zos.migrator.recorder import AppliedMigration
+from zos.migrator.records import AppliedMigration
 
 
 @dataclass(frozen=True)

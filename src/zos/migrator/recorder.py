@@ -6,9 +6,7 @@ Knows nothing about files. Reading never creates the table, so ``status`` stays 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -26,16 +24,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from zos.migrator.records import AppliedMigration, BackfillCursor, State
+
 TABLE_NAME = "_schema_version"
 BACKFILL_TABLE_NAME = "_schema_backfill"
-
-
-class State(StrEnum):
-    """How a version row came to be."""
-
-    APPLIED = "applied"  # upgrade() ran and finished
-    ADOPTED = "adopted"  # check() found the change already present; upgrade() did not run
-    STARTED = "started"  # upgrade() began outside a transaction and has not been seen to finish
 
 
 _metadata = MetaData()
@@ -61,31 +53,6 @@ _cursors = Table(
     Column("last_key", String(255), nullable=True),  # JSON; null before the first batch
     Column("rows_done", BigInteger, nullable=False),
 )
-
-
-@dataclass(frozen=True)
-class BackfillCursor:
-    """How far the batches of one backfill migration have got."""
-
-    version: int
-    last_key: Any  # decoded JSON; None before the first batch
-    rows_done: int
-
-
-@dataclass(frozen=True)
-class AppliedMigration:
-    """One row of ``_schema_version``."""
-
-    version: int
-    description: str
-    checksum: str
-    state: State
-    applied_at: datetime  # naive, UTC
-    duration_ms: int | None
-
-    @property
-    def finished(self) -> bool:
-        return self.state != State.STARTED
 
 
 def has_version_table(conn: Connection) -> bool:

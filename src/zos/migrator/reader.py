@@ -1,0 +1,102 @@
+"""Reads what a database has recorded, changing nothing and creating nothing.
+
+A plain SQLite file is read with the standard library alone: ``status`` and the start-up guard
+run at every deploy and start, and SQLAlchemy's import is most of their cost. Other databases
+go through SQLAlchemy and the recorder.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from zos.config import Settings
+from zos.errors import DatabaseUnavailable
+from zos.migrator.records import AppliedMigration, State
+
+_VERSIONS = "SELECT version, description, checksum, state, applied_at, duration_ms FROM {table}"
+
+
+@dataclass(frozen=True)
+class RecordedHistory:
+    """The versions a database has recorded and its interrupted backfills."""
+
+    database: str  # the URL, password masked
+    applied: list[AppliedMigration]
+    resumable: frozenset[int]
+
+
+def read_history(settings: Settings) -> RecordedHistory:
+    """Everything the database has recorded; a missing SQLite file has recorded nothing.
+
+    Raises:
+        ConfigError: the database URL is invalid.
+        DatabaseUnavailable: the database cannot be opened or read.
+    """
+    path = plain_sqlite_path(settings.database_url)
+    if path is not None:
+        return _read_sqlite(settings.database_url, path)
+    from zos.database import connect, get_engine, resolve_target
+    from zos.migrator import recorder
+
+    db = resolve_target(settings)
+    if db.sqlite_path is not None and not db.sqlite_path.exists():
+        return RecordedHistory(db.display, [], frozenset())
+    engine = get_engine(settings, readonly=True)
+    try:
+        with connect(engine, db.display) as conn:
+            applied = recorder.read_applied(conn)
+            resumable = frozenset(recorder.read_cursors(conn))
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return RecordedHistory(db.display, applied, resumable)
+
+
+def plain_sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL with no driver or options, else None."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url or len(url) == len(prefix):
+        return None
+    return Path(url[len(prefix) :])
+
+
+def _read_sqlite(url: str, path: Path) -> RecordedHistory:
+    if not path.exists():
+        return RecordedHistory(url, [], frozenset())
+    try:
+        # mode=rw never creates the file, and query_only forbids writes; a read-write open lets
+        # the last connection tidy up the -wal and -shm files it needed (see zos.database).
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+    except sqlite3.Error as error:
+        raise DatabaseUnavailable(f"cannot connect to {url}: {error}") from error
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        rows = (
+            conn.execute(_VERSIONS.format(table="_schema_version") + " ORDER BY version")
+            if "_schema_version" in tables
+            else []
+        )
+        applied = [
+            AppliedMigration(
+                version, description, checksum, State(state), _timestamp(at), duration_ms
+            )
+            for version, description, checksum, state, at, duration_ms in rows
+        ]
+        resumable = (
+            frozenset(row[0] for row in conn.execute("SELECT version FROM _schema_backfill"))
+            if "_schema_backfill" in tables
+            else frozenset()
+        )
+    except sqlite3.Error as error:
+        raise DatabaseUnavailable(f"database error on {url}: {error}") from error
+    finally:
+        conn.close()
+    return RecordedHistory(url, applied, resumable)
+
+
+def _timestamp(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -111,6 +110,8 @@ def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"config file {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    import yaml  # only when there is a file to read: its import is slow
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

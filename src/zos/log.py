@@ -6,13 +6,15 @@ part of a command's start-up, and at the default level most commands log nothing
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
 from zos.config import Settings
 
-_threshold = logging.WARNING
+# The standard levels' numbers, so callers need not import logging (it is slow to import).
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+
+_threshold = WARNING
 _as_json = False
 _configured = False
 
@@ -20,7 +22,9 @@ _configured = False
 def configure_logging(settings: Settings) -> None:
     """Remember the level and format; structlog itself is set up by the first record."""
     global _threshold, _as_json, _configured
-    _threshold = logging.getLevelNamesMapping()[settings.log_level]
+    _threshold = {"DEBUG": DEBUG, "INFO": INFO, "WARNING": WARNING, "ERROR": ERROR}.get(
+        settings.log_level, 50
+    )
     _as_json = settings.log_json
     _configured = False
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import sys
 import threading
 import time
@@ -190,11 +189,11 @@ class Progress:
         self._stop()
 
     def __call__(self, event: MigrationEvent) -> None:
-        from zos.log import log
+        from zos.log import INFO, log
         from zos.migrator import EventKind
 
         log(
-            logging.INFO,
+            INFO,
             f"migration.{event.kind}",
             version=event.version,
             duration_ms=event.duration_ms,

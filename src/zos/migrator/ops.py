@@ -59,6 +59,7 @@ def add_column(conn: Connection, table: str, column: Column[Any]) -> None:
             "then add those with add_unique, add_foreign_key or CREATE INDEX"
         )
     if _backend(conn) == "sqlite" and not _sqlite_can_add(conn, column):
+        # A copy joins the definition, so the caller's column stays free for another table.
         _rebuild(conn, table, lambda definition: definition.append_column(column._copy()))
         return
     _alter(conn, table, f"ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}")

@@ -23,23 +23,13 @@ from zos.migrator.reader import read_history
 if TYPE_CHECKING:
     from zos.migrator.runner import (
         DryRun,
-        MigrateResult,
         backup_now,
         check_database,
         dry_run,
-        migrate,
         repair,
     )
 
-_RUNNER = {
-    "DryRun",
-    "MigrateResult",
-    "backup_now",
-    "check_database",
-    "dry_run",
-    "migrate",
-    "repair",
-}
+_RUNNER = {"DryRun", "backup_now", "check_database", "dry_run", "repair"}
 
 __all__ = [
     "DryRun",
@@ -60,6 +50,16 @@ __all__ = [
     "repair",
     "status",
 ]
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    """What one ``migrate`` run did."""
+
+    database: str
+    from_version: int
+    to_version: int
+    applied: tuple[MigrationEvent, ...]  # APPLIED and ADOPTED events, in order
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,40 @@ class HistoryEntry:
 
 def migrations_directory(settings: Settings) -> Path:
     return settings.migrations_dir or DEFAULT_DIRECTORY
+
+
+def migrate(
+    settings: Settings,
+    target: int | None = None,
+    on_event: EventCallback = lambda _event: None,
+    *,
+    backup: bool = True,
+) -> MigrateResult:
+    """Apply pending migrations up to ``target`` (default: the newest).
+
+    Every file is validated and the whole history checked, under the lock, before the first
+    statement runs. A database with nothing to do is recognised by a read-only look first, so
+    the run at every deploy costs what ``status`` costs. With ``backup``, an SQLite database
+    that already has a schema is copied to ``backups/`` beside it first.
+
+    Raises:
+        ConfigError, DatabaseUnavailable: the database cannot be used.
+        MigrationFileError: a migration file is invalid.
+        MigrationHistoryError: the recorded history does not fit the files.
+        UsageError: ``target`` names no migration or lies below the current version.
+        LockTimeout: another runner kept the lock too long.
+        BackupError: the backup could not be written; nothing was applied.
+        MigrationFailed: a migration raised; earlier ones in this run stay applied.
+    """
+    recorded = read_history(settings)
+    scripts, file_problems = find_migrations(migrations_directory(settings))
+    plan = build_plan(scripts, recorded.applied, target, recorded.resumable)
+    if not file_problems and not plan.problems and not plan.pending:
+        version = plan.current_version
+        return MigrateResult(recorded.database, version, version, ())
+    from zos.migrator.runner import run_migrations
+
+    return run_migrations(settings, target, on_event, backup=backup)
 
 
 def status(settings: Settings) -> StatusReport:

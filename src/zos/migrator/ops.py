@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     ForeignKeyConstraint,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     UniqueConstraint,
     inspect,
@@ -37,12 +38,10 @@ _SQLITE_NON_CONSTANT = re.compile(r"\s*(\(|CURRENT_(TIME|DATE|TIMESTAMP)\b)", re
 _AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
 _SQLITE_DROP_COLUMN = (3, 35)
 # How each server drops each kind of constraint; MySQL/MariaDB keep a unique constraint as an index.
-_DROP = {
-    "postgresql": {
-        CheckConstraint: "DROP CONSTRAINT",
-        UniqueConstraint: "DROP CONSTRAINT",
-        ForeignKeyConstraint: "DROP CONSTRAINT",
-    },
+_DROP: dict[str, dict[type[Any], str]] = {
+    "postgresql": dict.fromkeys(
+        (CheckConstraint, UniqueConstraint, ForeignKeyConstraint), "DROP CONSTRAINT"
+    ),
     "mysql": {
         CheckConstraint: "DROP CONSTRAINT",
         UniqueConstraint: "DROP INDEX",
@@ -222,6 +221,7 @@ def _rebuild(conn: Connection, table: str, change: Callable[[Table], None]) -> N
     if created is not None and _AUTOINCREMENT.search(created):
         raise ValueError(f"table {table} uses AUTOINCREMENT, which a rebuild would not keep")
     definition = _reflect(conn, table)
+    _restore_foreign_key_actions(conn, definition)
     old_columns = set(definition.columns.keys())
     old_indexes = {index.name for index in definition.indexes}
     change(definition)
@@ -232,10 +232,12 @@ def _rebuild(conn: Connection, table: str, change: Callable[[Table], None]) -> N
         " AND type IN ('index', 'trigger') ORDER BY rowid",
         (table,),
     ).all()
-    temporary = f"_zos_rebuild_{table}"
-    conn.execute(CreateTable(definition.to_metadata(definition.metadata, name=temporary)))
+    new, old = _quote(conn, f"_zos_rebuild_{table}"), _quote(conn, table)
+    # Compiled under the table's own name so that a reference to itself keeps naming it: the
+    # legacy rename below leaves such references as they are.
+    ddl = str(CreateTable(definition).compile(dialect=conn.dialect)).strip()
+    conn.exec_driver_sql(f"CREATE TABLE {new} {ddl.removeprefix(f'CREATE TABLE {old} ')}")
     copied = _quote_all(conn, [c.name for c in definition.columns if c.name in old_columns])
-    new, old = _quote(conn, temporary), _quote(conn, table)
     conn.exec_driver_sql(f"INSERT INTO {new} ({copied}) SELECT {copied} FROM {old}")
     conn.exec_driver_sql(f"DROP TABLE {old}")
     # The modern rename re-checks every view and trigger, and one naming the table would fail
@@ -251,6 +253,25 @@ def _rebuild(conn: Connection, table: str, change: Callable[[Table], None]) -> N
             conn.exec_driver_sql(sql)
 
 
+def _restore_foreign_key_actions(conn: Connection, definition: Table) -> None:
+    """Put back the ON DELETE/ON UPDATE actions that SQLAlchemy does not read from a
+    column-level REFERENCES clause; SQLite's own foreign_key_list knows them."""
+    listed: dict[int, tuple[str, list[str], str, str]] = {}
+    for key, _, referred, column, _, on_update, on_delete, _ in conn.exec_driver_sql(
+        f"PRAGMA foreign_key_list({_quote(conn, definition.name)})"
+    ):
+        listed.setdefault(key, (referred, [], on_update, on_delete))[1].append(column)
+    for constraint in definition.foreign_key_constraints:
+        for referred, columns, on_update, on_delete in listed.values():
+            if (referred, columns) == (constraint.referred_table.name, constraint.column_keys):
+                constraint.onupdate = constraint.onupdate or _action(on_update)
+                constraint.ondelete = constraint.ondelete or _action(on_delete)
+
+
+def _action(action: str) -> str | None:
+    return None if action.upper() == "NO ACTION" else action
+
+
 def _remove_column(definition: Table, name: str) -> None:
     column = _column(definition, name)
     for index in [i for i in definition.indexes if i.columns.contains_column(column)]:
@@ -263,6 +284,7 @@ def _remove_column(definition: Table, name: str) -> None:
             if constraint is definition.primary_key:
                 for key in constraint.columns:
                     key.primary_key = False
+                definition.append_constraint(PrimaryKeyConstraint())
     # SQLAlchemy has no public way to take a column out of a Table.
     definition._columns.remove(column)
 

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, inspect
 from zos.config import Settings
 from zos.database import DatabaseTarget, connect, get_engine, resolve_target
 from zos.errors import MigrationHistoryError, UsageError
-from zos.migrator import current_plan, migrations_directory, recorder
+from zos.migrator import MigrateResult, current_plan, migrations_directory, recorder
 from zos.migrator.discovery import (
     LoadedMigration,
     MigrationScript,
@@ -38,16 +38,6 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class MigrateResult:
-    """What one ``migrate`` run did."""
-
-    database: str
-    from_version: int
-    to_version: int
-    applied: tuple[MigrationEvent, ...]  # APPLIED and ADOPTED events, in order
-
-
-@dataclass(frozen=True)
 class DryRun:
     """What ``migrate`` would do, rehearsed where the database allows it."""
 
@@ -62,28 +52,14 @@ class DryRun:
         return any(result.error for result in self.results)
 
 
-def migrate(
+def run_migrations(
     settings: Settings,
     target: int | None = None,
     on_event: EventCallback = lambda _event: None,
     *,
     backup: bool = True,
 ) -> MigrateResult:
-    """Apply pending migrations up to ``target`` (default: the newest).
-
-    Every file is validated and the whole history checked, under the lock, before the first
-    statement runs. With ``backup``, an SQLite database that already has a schema is copied
-    to ``backups/`` beside it first.
-
-    Raises:
-        ConfigError, DatabaseUnavailable: the database cannot be used.
-        MigrationFileError: a migration file is invalid.
-        MigrationHistoryError: the recorded history does not fit the files.
-        UsageError: ``target`` names no migration or lies below the current version.
-        LockTimeout: another runner kept the lock too long.
-        BackupError: the backup could not be written; nothing was applied.
-        MigrationFailed: a migration raised; earlier ones in this run stay applied.
-    """
+    """The whole of ``zos.migrator.migrate``: lock, re-read, plan, back up, apply."""
     db = resolve_target(settings)
     scripts = _discover(settings)
     done: list[MigrationEvent] = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from sqlalchemy import Engine, MetaData, Table, event, exc, insert, inspect, select, text
+from sqlalchemy import Engine, MetaData, Table, event, exc, insert, inspect, select
 
 from tests.conftest import REAL_MIGRATIONS, Backend, MakeMigrations, run_cli
 from tests.integration.test_migrate import version_rows
@@ -39,8 +39,8 @@ class Migrated:
     folder: Path
     engine: Engine
 
-    def migrate(self, version: int, body: str) -> Result:
-        """Add migration ``version`` whose ``upgrade(conn)`` runs ``body``, and run ``migrate``."""
+    def migrate(self, version: int, body: str, *options: str) -> Result:
+        """Add migration ``version`` whose ``upgrade(conn)`` runs ``body``, then ``db migrate``."""
         source = (
             "from sqlalchemy import Column, Integer, String, Text, text\n\n"
             "from zos.migrator import ops\n\n"
@@ -50,7 +50,7 @@ class Migrated:
             f"{textwrap.indent(textwrap.dedent(body).strip(), '    ')}\n"
         )
         (self.folder / f"{version:03d}_change.py").write_text(source)
-        return run_cli("db", "migrate", env=self.backend.env(self.folder))
+        return run_cli("db", "migrate", *options, env=self.backend.env(self.folder))
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """Every row of ``table`` as the database has it now, by primary key."""
@@ -80,78 +80,94 @@ def db(backend: Backend, make_migrations: MakeMigrations) -> Iterator[Migrated]:
 
 def seed(engine: Engine, messages: int = 200) -> None:
     """Rows in every table the tests change, with NULLs, JSON, booleans and microseconds."""
+    servers = [
+        {
+            "id": f"s{n}",
+            "name": f"Server {n}",
+            "disabled_layers": ["a", n] if n else None,
+            "threads_as_topics": n == 0,
+            "created_at": BASE,
+        }
+        for n in range(2)
+    ]
+    channels = [
+        {
+            "id": f"c{n}",
+            "server_id": f"s{n % 2}",
+            "name": None if n == 2 else f"#{n}",
+            "type": "text",
+            "created_at": BASE + timedelta(microseconds=n),
+        }
+        for n in range(3)
+    ]
+    media = [
+        {
+            "id": f"ma{n:05d}",
+            "message_id": f"m{n:05d}",
+            "media_type": "image",
+            "url": f"https://cdn.example/{n}.png",
+            "width": n or None,
+            "description": f"picture {n}",
+            "analyzed_at": BASE,
+        }
+        for n in range(0, messages, 20)
+    ]
+    links = [
+        {
+            "id": f"la{n:05d}",
+            "message_id": f"m{n:05d}",
+            "url": f"https://e.org/{n}",
+            "domain": "e.org",
+            "content_type": "html",
+            "is_youtube": n % 40 == 10,
+            "fetch_failed": False,
+            "fetched_at": BASE,
+        }
+        for n in range(10, messages, 20)
+    ]
+    topics = [
+        {
+            "key": f"server:s0:topic{n}",
+            "category": "general",
+            "is_global": n == 0,
+            "provisional": False,
+            "created_at": BASE,
+            "metadata": {"n": n} if n else None,
+        }
+        for n in range(3)
+    ]
+    layer_run = {
+        "id": "lr0",
+        "layer_name": "reflect",
+        "layer_hash": "h",
+        "started_at": BASE,
+        "status": "done",
+        "errors": [{"e": 1}],
+    }
+    drafts = [
+        {
+            "id": f"d{n:03d}",
+            "channel_id": f"c{n % 3}",
+            "thread_id": f"t{n}" if n % 2 else None,
+            "content": f"draft {n}",
+            "layer_name": "speak",
+            "discard_reason": None if n % 3 else f"reason {n}",
+            "created_at": BASE,
+        }
+        for n in range(50)
+    ]
     with engine.begin() as conn:
-        conn.execute(
-            insert(T["servers"]),
-            [
-                {"id": f"s{n}", "name": f"Server {n}", "disabled_layers": ["a", n] if n else None}
-                | {"threads_as_topics": n == 0, "created_at": BASE}
-                for n in range(2)
-            ],
-        )
-        conn.execute(
-            insert(T["channels"]),
-            [
-                {"id": f"c{n}", "server_id": f"s{n % 2}", "name": None if n == 2 else f"#{n}"}
-                | {"type": "text", "created_at": BASE + timedelta(microseconds=n)}
-                for n in range(3)
-            ],
-        )
+        conn.execute(insert(T["servers"]), servers)
+        conn.execute(insert(T["channels"]), channels)
         conn.execute(insert(T["messages"]), [message(n) for n in range(messages)])
         conn.execute(insert(T["reactions"]), [reaction(n) for n in range(0, messages, 4)])
-        conn.execute(
-            insert(T["media_analysis"]),
-            [
-                {"id": f"ma{n:05d}", "message_id": f"m{n:05d}", "media_type": "image"}
-                | {"url": f"https://cdn.example/{n}.png", "width": n or None, "height": 9}
-                | {"description": f"picture {n}", "analyzed_at": BASE}
-                for n in range(0, messages, 20)
-            ],
-        )
-        conn.execute(
-            insert(T["link_analysis"]),
-            [
-                {"id": f"la{n:05d}", "message_id": f"m{n:05d}", "url": f"https://e.org/{n}"}
-                | {"domain": "e.org", "content_type": "html", "is_youtube": n % 40 == 10}
-                | {"transcript_available": None, "fetch_failed": False, "fetched_at": BASE}
-                for n in range(10, messages, 20)
-            ],
-        )
-        conn.execute(
-            insert(T["topics"]),
-            [
-                {"key": f"server:s0:topic{n}", "category": "general", "is_global": n == 0}
-                | {"provisional": False, "created_at": BASE, "metadata": {"n": n} if n else None}
-                for n in range(3)
-            ],
-        )
-        conn.execute(
-            insert(T["layer_runs"]),
-            {"id": "lr0", "layer_name": "reflect", "layer_hash": "h", "started_at": BASE}
-            | {"status": "done", "targets_matched": 1, "errors": [{"e": 1}]},
-        )
-        conn.execute(
-            insert(T["salience_ledger"]),
-            [
-                {"id": f"sl{n:03d}", "topic_key": f"server:s0:topic{n % 3}"}
-                | {"transaction_type": "earn", "amount": n / 3, "created_at": BASE}
-                for n in range(30)
-            ],
-        )
+        conn.execute(insert(T["media_analysis"]), media)
+        conn.execute(insert(T["link_analysis"]), links)
+        conn.execute(insert(T["topics"]), topics)
+        conn.execute(insert(T["layer_runs"]), layer_run)
+        conn.execute(insert(T["salience_ledger"]), [ledger_entry(n) for n in range(30)])
         conn.execute(insert(T["insights"]), [insight(n) for n in range(20)])
-        conn.execute(
-            insert(T["draft_history"]),
-            [
-                {
-                    "id": f"d{n:03d}",
-                    "channel_id": f"c{n % 3}",
-                    "thread_id": f"t{n}" if n % 2 else None,
-                }
-                | {"content": f"draft {n}", "layer_name": "speak", "created_at": BASE}
-                | {"discard_reason": None if n % 3 else f"reason {n}"}
-                for n in range(50)
-            ],
-        )
+        conn.execute(insert(T["draft_history"]), drafts)
 
 
 def message(n: int, **values: Any) -> dict[str, Any]:
@@ -180,6 +196,16 @@ def reaction(n: int, **values: Any) -> dict[str, Any]:
         "emoji": "🎉" if n % 8 else "custom:42",
         "is_custom": n % 8 == 0,
         "created_at": BASE + timedelta(microseconds=n),
+    } | values
+
+
+def ledger_entry(n: int, **values: Any) -> dict[str, Any]:
+    return {
+        "id": f"sl{n:03d}",
+        "topic_key": f"server:s0:topic{n % 3}",
+        "transaction_type": "earn",
+        "amount": n / 3,
+        "created_at": BASE,
     } | values
 
 
@@ -272,6 +298,10 @@ def ddl_on(statements: list[str], table: str) -> list[str]:
     return [s for s in statements if changing.match(s) and re.search(rf"\b{table}\b", s)]
 
 
+# Only SQLite rebuilds tables: these run the same fixtures on that backend alone.
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
 def test_making_messages_content_nullable_keeps_every_row_child_and_index(
     backend: Backend, db: Migrated
 ) -> None:
@@ -328,8 +358,7 @@ def test_rebuilding_parent_tables_keeps_their_children_attached(
     assert {table: foreign_keys(db, table) for table in children} == keys_before
     assert orphans(db) == []
     assert refused(db, "messages", message(99_999, channel_id="c-missing"))
-    assert refused(db, "salience_ledger", {"id": "x", "topic_key": "missing"} | {
-        "transaction_type": "earn", "amount": 1.0, "created_at": BASE})  # fmt: skip
+    assert refused(db, "salience_ledger", ledger_entry(99, topic_key="missing"))
     assert db.drift() == [
         "table channels: column type is nullable in the database but NOT NULL in the schema",
         "table topics: column category is nullable in the database but NOT NULL in the schema",
@@ -392,8 +421,9 @@ def test_widening_a_check_constraint_keeps_old_rows_and_enforces_the_new_rule(
         2,
         f"""
         ops.drop_check(conn, "insights", "ck_insights_valence_required")
-        ops.add_check(conn, "insights", "ck_insights_valence_or_meta", "{VALENCE} OR category = 'meta'")
-        """,  # noqa: E501
+        widened = "{VALENCE} OR category = 'meta'"
+        ops.add_check(conn, "insights", "ck_insights_valence_or_meta", widened)
+        """,
     )
     assert result.exit_code == 0, result.stderr
     assert db.rows("insights") == before
@@ -416,9 +446,10 @@ def test_adding_columns_fills_existing_rows_without_a_rebuild(
         result = db.migrate(
             2,
             """
-            ops.add_column(conn, "draft_history", Column("attempts", Integer, nullable=False, server_default=text("0")))
+            attempts = Column("attempts", Integer, nullable=False, server_default=text("0"))
+            ops.add_column(conn, "draft_history", attempts)
             ops.add_column(conn, "draft_history", Column("note", Text, nullable=True))
-            """,  # noqa: E501
+            """,
         )
     assert result.exit_code == 0, result.stderr
     assert db.rows("draft_history") == [row | {"attempts": 0, "note": None} for row in before]
@@ -442,8 +473,10 @@ def test_a_not_null_column_without_a_constant_default_is_added_by_a_rebuild_on_s
         result = db.migrate(
             2,
             """
-            ops.add_column(conn, "draft_history", Column("stamp", String(40), nullable=False, server_default=text("CURRENT_TIMESTAMP")))
-            """,  # noqa: E501
+            now = text("CURRENT_TIMESTAMP")
+            stamp = Column("stamp", String(40), nullable=False, server_default=now)
+            ops.add_column(conn, "draft_history", stamp)
+            """,
         )
     assert result.exit_code == 0, result.stderr
     after = db.rows("draft_history")
@@ -581,14 +614,61 @@ def test_a_rebuild_that_would_orphan_child_rows_is_refused(backend: Backend, db:
     assert nullable(db, "messages", "content") == (backend.name == "mariadb")
 
 
-def test_a_rebuild_with_sqlite_foreign_keys_on_is_refused_before_it_starts(
-    backend: Backend, db: Migrated
-) -> None:
-    if backend.name != "sqlite":
-        pytest.skip("only SQLite rebuilds tables")
+@SQLITE_ONLY
+def test_a_rebuild_with_sqlite_foreign_keys_on_is_refused_before_it_starts(db: Migrated) -> None:
+    """Outside the runner enforcement is on, and DROP TABLE would first delete every row."""
     seed(db.engine)
     before = db.rows("messages")
     with db.engine.begin() as conn, pytest.raises(RuntimeError, match="foreign keys off"):
         ops.alter_column(conn, "messages", "content", nullable=True)
     assert db.rows("messages") == before
     assert not nullable(db, "messages", "content")
+
+
+@SQLITE_ONLY
+def test_a_rebuild_keeps_the_tables_triggers_and_the_views_that_read_it(db: Migrated) -> None:
+    seed(db.engine)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE VIEW message_counts AS SELECT count(*) AS n FROM messages")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER messages_mark_channel AFTER INSERT ON messages BEGIN"
+            " UPDATE channels SET name = 'busy' WHERE id = NEW.channel_id; END"
+        )
+    result = db.migrate(2, 'ops.alter_column(conn, "messages", "content", nullable=True)')
+    assert result.exit_code == 0, result.stderr
+    insert_row(db, "messages", message(99_999, channel_id="c2", content=None))
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM message_counts").scalar() == 201
+        assert conn.exec_driver_sql("SELECT name FROM channels WHERE id = 'c2'").scalar() == "busy"
+
+
+@SQLITE_ONLY
+def test_a_rebuild_keeps_a_self_reference_and_a_column_level_delete_action(db: Migrated) -> None:
+    """SQLAlchemy does not read ON DELETE from a column-level REFERENCES; the rebuild must."""
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE notes (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL,"
+            " parent_id TEXT REFERENCES notes (id) ON DELETE CASCADE) STRICT"
+        )
+        conn.exec_driver_sql("INSERT INTO notes VALUES ('a', 'root', NULL), ('b', 'leaf', 'a')")
+    before = db.rows("notes")
+    result = db.migrate(2, 'ops.alter_column(conn, "notes", "title", nullable=True)')
+    assert result.exit_code == 0, result.stderr
+    assert db.rows("notes") == before
+    with db.engine.begin() as conn:
+        keys = conn.exec_driver_sql("PRAGMA foreign_key_list(notes)").all()
+        assert [(k[2], k[3], k[4], k[6]) for k in keys] == [("notes", "parent_id", "id", "CASCADE")]
+        created = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'notes'")
+        assert created.scalar_one().endswith("STRICT")
+        conn.exec_driver_sql("DELETE FROM notes WHERE id = 'a'")
+        assert conn.exec_driver_sql("SELECT count(*) FROM notes").scalar() == 0
+
+
+def test_a_dry_run_rehearses_a_rebuild_as_the_real_run_will_go(db: Migrated) -> None:
+    seed(db.engine)
+    change = 'ops.alter_column(conn, "messages", "content", nullable=True)'
+    result = db.migrate(2, change, "--dry-run")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert "Would migrate from version 1 to 2" in result.stdout
+    assert "FAILED" not in result.stdout
+    assert db.versions() == [(1, "applied")]

@@ -119,17 +119,9 @@ class Executor:
     def _check_foreign_keys(self, migration: LoadedMigration) -> None:
         if self.target.backend != "sqlite":
             return
-        broken = self.conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        broken = broken_foreign_keys(self.conn)
         if broken:
-            tables = sorted({f"{row[0]} -> {row[2]}" for row in broken})
-            raise self._failure(
-                migration,
-                RuntimeError(
-                    f"it would break foreign keys: {len(broken)} row(s) in "
-                    f"{', '.join(tables)} point at rows that do not exist"
-                ),
-                rolled_back=True,
-            )
+            raise self._failure(migration, RuntimeError(broken), rolled_back=True)
 
     def _apply_with_marker(self, migration: LoadedMigration) -> int | None:
         version = migration.script.version
@@ -298,6 +290,18 @@ class Executor:
                 rows_total=rows_total,
             )
         )
+
+
+def broken_foreign_keys(conn: Connection) -> str | None:
+    """On SQLite, a sentence about rows whose foreign keys point nowhere, or None."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if not broken:
+        return None
+    tables = sorted({f"{row[0]} -> {row[2]}" for row in broken})
+    return (
+        f"it would break foreign keys: {len(broken)} row(s) in {', '.join(tables)} "
+        "point at rows that do not exist"
+    )
 
 
 class CommitForbidden(RuntimeError):

@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 
-from zos.database import first_line
+from zos.database import first_line, set_foreign_keys
 from zos.migrator.backfill import end_key, start_key
 from zos.migrator.discovery import LoadedMigration
-from zos.migrator.executor import forbid_commit
+from zos.migrator.executor import broken_foreign_keys, forbid_commit
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,25 @@ def rehearse(
 
     Stops at the first failure: later migrations would run on a schema that is not theirs.
     ``adopting`` (an unversioned database) first asks each migration's ``check()``, as a real
-    run would.
+    run would. On SQLite, foreign keys are suspended and checked as the real run does.
     """
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        set_foreign_keys(conn, False)
+    try:
+        return _rehearse(conn, pending, adopting=adopting, check_foreign_keys=sqlite)
+    finally:
+        if sqlite and not conn.invalidated:
+            set_foreign_keys(conn, True)
+
+
+def _rehearse(
+    conn: Connection,
+    pending: list[LoadedMigration],
+    *,
+    adopting: bool,
+    check_foreign_keys: bool,
+) -> list[RehearsedMigration]:
     results: list[RehearsedMigration] = []
     with conn.begin() as transaction:
         for migration in pending:
@@ -67,6 +84,9 @@ def rehearse(
             try:
                 with _capture(conn) as statements, forbid_commit(conn):
                     _run_whole(conn, migration)
+                broken = broken_foreign_keys(conn) if check_foreign_keys else None
+                if broken:
+                    raise RuntimeError(broken)
             except Exception as error:
                 orig = getattr(error, "orig", None) or error
                 results.append(

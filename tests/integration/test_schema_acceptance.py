@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import Backend
+from tests.spec_v1 import FOREIGN_KEYS, INDEXES, TABLES
 from zos.config import Settings
 from zos.ids import is_ulid, new_ulid
 from zos.migrator import migrate
@@ -25,90 +26,8 @@ from zos.schema import metadata
 
 Row = dict[str, Any]
 
-TABLES = [
-    "servers",
-    "users",
-    "user_server_tracking",
-    "channels",
-    "messages",
-    "reactions",
-    "poll_state",
-    "media_analysis",
-    "link_analysis",
-    "topics",
-    "salience_ledger",
-    "layer_runs",
-    "insights",
-    "llm_calls",
-    "chattiness_ledger",
-    "speech_pressure",
-    "conversation_log",
-    "draft_history",
-]
 VERSION_TABLE = "_schema_version"
 
-FOREIGN_KEYS = {
-    "channels.server_id -> servers.id",
-    "messages.channel_id -> channels.id",
-    "messages.server_id -> servers.id",
-    "reactions.message_id -> messages.id",
-    "media_analysis.message_id -> messages.id",
-    "link_analysis.message_id -> messages.id",
-    "salience_ledger.topic_key -> topics.key",
-    "insights.topic_key -> topics.key",
-    "insights.layer_run_id -> layer_runs.id",
-    "llm_calls.layer_run_id -> layer_runs.id",
-}
-
-# name -> (table, columns, unique)
-INDEXES: dict[str, tuple[str, tuple[str, ...], bool]] = {
-    "pk_user_server_tracking": ("user_server_tracking", ("user_id", "server_id"), True),
-    "ix_user_server_tracking_user": ("user_server_tracking", ("user_id",), False),
-    "ix_messages_channel_created": ("messages", ("channel_id", "created_at"), False),
-    "ix_messages_author_created": ("messages", ("author_id", "created_at"), False),
-    "ix_messages_server_created": ("messages", ("server_id", "created_at"), False),
-    "ix_reactions_message": ("reactions", ("message_id",), False),
-    "ix_reactions_user_created": ("reactions", ("user_id", "created_at"), False),
-    "ix_reactions_emoji_server": ("reactions", ("emoji", "server_id"), False),
-    "ix_media_analysis_message": ("media_analysis", ("message_id",), False),
-    "ix_link_analysis_message": ("link_analysis", ("message_id",), False),
-    "ix_link_analysis_domain_created": ("link_analysis", ("domain", "fetched_at"), False),
-    "ix_topics_category": ("topics", ("category",), False),
-    "ix_topics_global": ("topics", ("is_global",), False),
-    "ix_topics_provisional": ("topics", ("provisional",), False),
-    "ix_salience_ledger_topic_created": ("salience_ledger", ("topic_key", "created_at"), False),
-    "ix_layer_runs_name_started": ("layer_runs", ("layer_name", "started_at"), False),
-    "ix_layer_runs_status": ("layer_runs", ("status",), False),
-    "ix_insights_topic_created": ("insights", ("topic_key", "created_at"), False),
-    "ix_insights_category_created": ("insights", ("category", "created_at"), False),
-    "ix_insights_quarantined": ("insights", ("quarantined",), False),
-    "ix_insights_layer_run": ("insights", ("layer_run_id",), False),
-    "ix_llm_calls_layer_run": ("llm_calls", ("layer_run_id",), False),
-    "ix_llm_calls_created": ("llm_calls", ("created_at",), False),
-    "ix_llm_calls_profile": ("llm_calls", ("model_profile",), False),
-    "ix_llm_calls_type_created": ("llm_calls", ("call_type", "created_at"), False),
-    "ix_chattiness_ledger_pool_channel_created": (
-        "chattiness_ledger",
-        ("pool", "channel_id", "created_at"),
-        False,
-    ),
-    "ix_chattiness_ledger_pool_topic_created": (
-        "chattiness_ledger",
-        ("pool", "topic_key", "created_at"),
-        False,
-    ),
-    "ix_speech_pressure_created": ("speech_pressure", ("created_at",), False),
-    "ix_conversation_log_channel_created": (
-        "conversation_log",
-        ("channel_id", "created_at"),
-        False,
-    ),
-    "ix_draft_history_channel_thread_created": (
-        "draft_history",
-        ("channel_id", "thread_id", "created_at"),
-        False,
-    ),
-}
 
 NOW = "current UTC time"
 # Every default the spec lists, per table; NOW stands for "current UTC time".
@@ -354,7 +273,7 @@ def test_migration_creates_exactly_the_specified_tables_columns_keys_and_indexes
             (column,), (target,) = fk["constrained_columns"], fk["referred_columns"]
             foreign_keys.add(f"{table}.{column} -> {fk['referred_table']}.{target}")
             fk_names.add(str(fk["name"]))
-    assert foreign_keys == FOREIGN_KEYS
+    assert foreign_keys == {f"{source} -> {target}" for source, target in FOREIGN_KEYS}
 
     indexes: dict[str, tuple[str, tuple[str, ...], bool]] = {}
     for table in TABLES:
@@ -378,7 +297,7 @@ def test_foreign_keys_reject_rows_pointing_at_missing_parents(
 ) -> None:
     """A dangling reference would silently break every join reflection and the API make."""
     seed_parents(engine)
-    cases = [fk.split(" -> ")[0].split(".") for fk in sorted(FOREIGN_KEYS)]
+    cases = [source.split(".") for source, _ in sorted(FOREIGN_KEYS)]
     # Held open together, so SQLite must hand out three separate pooled connections.
     with engine.connect() as a, engine.connect() as b, engine.connect() as c:
         connections = [a, b, c]

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlalchemy.types import TypeEngine
 
+from tests.spec_v1 import FOREIGN_KEYS, INDEXES
 from zos import schema
 
 MIGRATION_FILE = Path(schema.__file__).parent / "migrations" / "001_initial.py"
@@ -252,68 +253,6 @@ SPEC_COLUMNS = {
     """,
 }
 
-SPEC_FOREIGN_KEYS = {
-    ("channels.server_id", "servers.id"),
-    ("messages.channel_id", "channels.id"),
-    ("messages.server_id", "servers.id"),
-    ("reactions.message_id", "messages.id"),
-    ("media_analysis.message_id", "messages.id"),
-    ("link_analysis.message_id", "messages.id"),
-    ("salience_ledger.topic_key", "topics.key"),
-    ("insights.topic_key", "topics.key"),
-    ("insights.layer_run_id", "layer_runs.id"),
-    ("llm_calls.layer_run_id", "layer_runs.id"),
-}
-
-# name: (table, columns, unique)
-SPEC_INDEXES = {
-    "pk_user_server_tracking": ("user_server_tracking", ("user_id", "server_id"), True),
-    "ix_user_server_tracking_user": ("user_server_tracking", ("user_id",), False),
-    "ix_messages_channel_created": ("messages", ("channel_id", "created_at"), False),
-    "ix_messages_author_created": ("messages", ("author_id", "created_at"), False),
-    "ix_messages_server_created": ("messages", ("server_id", "created_at"), False),
-    "ix_reactions_message": ("reactions", ("message_id",), False),
-    "ix_reactions_user_created": ("reactions", ("user_id", "created_at"), False),
-    "ix_reactions_emoji_server": ("reactions", ("emoji", "server_id"), False),
-    "ix_media_analysis_message": ("media_analysis", ("message_id",), False),
-    "ix_link_analysis_message": ("link_analysis", ("message_id",), False),
-    "ix_link_analysis_domain_created": ("link_analysis", ("domain", "fetched_at"), False),
-    "ix_topics_category": ("topics", ("category",), False),
-    "ix_topics_global": ("topics", ("is_global",), False),
-    "ix_topics_provisional": ("topics", ("provisional",), False),
-    "ix_salience_ledger_topic_created": ("salience_ledger", ("topic_key", "created_at"), False),
-    "ix_layer_runs_name_started": ("layer_runs", ("layer_name", "started_at"), False),
-    "ix_layer_runs_status": ("layer_runs", ("status",), False),
-    "ix_insights_topic_created": ("insights", ("topic_key", "created_at"), False),
-    "ix_insights_category_created": ("insights", ("category", "created_at"), False),
-    "ix_insights_quarantined": ("insights", ("quarantined",), False),
-    "ix_insights_layer_run": ("insights", ("layer_run_id",), False),
-    "ix_llm_calls_layer_run": ("llm_calls", ("layer_run_id",), False),
-    "ix_llm_calls_created": ("llm_calls", ("created_at",), False),
-    "ix_llm_calls_profile": ("llm_calls", ("model_profile",), False),
-    "ix_llm_calls_type_created": ("llm_calls", ("call_type", "created_at"), False),
-    "ix_chattiness_ledger_pool_channel_created": (
-        "chattiness_ledger",
-        ("pool", "channel_id", "created_at"),
-        False,
-    ),
-    "ix_chattiness_ledger_pool_topic_created": (
-        "chattiness_ledger",
-        ("pool", "topic_key", "created_at"),
-        False,
-    ),
-    "ix_speech_pressure_created": ("speech_pressure", ("created_at",), False),
-    "ix_conversation_log_channel_created": (
-        "conversation_log",
-        ("channel_id", "created_at"),
-        False,
-    ),
-    "ix_draft_history_channel_thread_created": (
-        "draft_history",
-        ("channel_id", "thread_id", "created_at"),
-        False,
-    ),
-}
 
 SPEC_JSON_COLUMNS = {
     "servers.disabled_layers",
@@ -443,7 +382,7 @@ def test_foreign_keys_are_exactly_the_ten_spec_relationships() -> None:
         for fk in table.foreign_keys
     ]
     assert len(foreign_keys) == 10
-    assert set(foreign_keys) == SPEC_FOREIGN_KEYS
+    assert set(foreign_keys) == FOREIGN_KEYS
 
 
 def test_foreign_keys_use_the_default_referential_actions() -> None:
@@ -473,7 +412,7 @@ def test_indexes_are_exactly_the_30_spec_indexes() -> None:
         for table in schema.metadata.tables.values()
         for index in table.indexes
     }
-    assert indexes == SPEC_INDEXES
+    assert indexes == INDEXES
     assert sum(unique for _, _, unique in indexes.values()) == 1
 
 

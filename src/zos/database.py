@@ -156,7 +156,7 @@ def first_line(error: BaseException | None) -> str:
 
 def set_busy_timeout(conn: Connection, milliseconds: int) -> None:
     """Change how long an SQLite connection waits for a lock, outside any transaction."""
-    _sqlite_pragma(conn, f"busy_timeout = {int(milliseconds)}")
+    sqlite_pragma(conn, f"busy_timeout = {int(milliseconds)}")
 
 
 def set_foreign_keys(conn: Connection, enabled: bool) -> None:
@@ -167,10 +167,11 @@ def set_foreign_keys(conn: Connection, enabled: bool) -> None:
     """
     if conn.in_transaction():
         raise RuntimeError("foreign-key enforcement can only change between transactions")
-    _sqlite_pragma(conn, f"foreign_keys = {'ON' if enabled else 'OFF'}")
+    sqlite_pragma(conn, f"foreign_keys = {'ON' if enabled else 'OFF'}")
 
 
-def _sqlite_pragma(conn: Connection, pragma: str) -> None:
+def sqlite_pragma(conn: Connection, pragma: str) -> None:
+    """Send ``PRAGMA <pragma>`` straight to the driver, outside SQLAlchemy's transactions."""
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     dbapi_conn.execute(f"PRAGMA {pragma}")

@@ -168,14 +168,20 @@ def _backup_written(version: int, path: str, how_to_restore: str) -> None:
 
 class Progress:
     """Renders migration events: a line as each migration starts and ends, and signs of life
-    while a long one runs (a spinner on a terminal, a line every few seconds otherwise)."""
+    while a long one runs (a spinner on a terminal, a line every few seconds otherwise).
+
+    One watcher thread serves the whole run, started with the first migration: a thread per
+    migration was a measurable share of applying a long history of small ones.
+    """
 
     def __init__(self) -> None:
         self._tty = sys.stdout.isatty()
-        self._done = threading.Event()
-        self._ticker: threading.Thread | None = None
-        self._started = 0.0
-        self._last_progress = 0.0
+        self._lock = threading.Lock()  # one writer at a time, and the state below
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._running: tuple[int, float] | None = None  # version and start of the migration
+        self._last_shown = 0.0  # when a sign of life or progress was last written
+        self._line_open = False  # a spinner or progress bar waits to be cleared
 
     def __enter__(self) -> Progress:
         return self
@@ -186,7 +192,11 @@ class Progress:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stop()
+        self._closed.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        with self._lock:
+            self._finish_line()
 
     def __call__(self, event: MigrationEvent) -> None:
         from zos.log import INFO, log
@@ -200,36 +210,39 @@ class Progress:
             rows_done=event.rows_done,
         )
         label = f"{event.version:03d}: {event.description}"
-        if event.kind == EventKind.WAITING:
-            click.echo("Waiting for another migration to finish…", err=True)
-        elif event.kind == EventKind.BACKED_UP:
-            _backup_written(event.version, event.description, event.detail)
-        elif event.kind == EventKind.STARTED:
-            click.echo(f"  Applying {label} …")
-            self._start(event.version)
-        elif event.kind == EventKind.PROGRESS:
-            self._progress(event)
-        elif event.kind == EventKind.APPLIED:
-            self._stop()
-            if self._tty and self._last_progress:
-                click.echo("\r\x1b[K", nl=False)
-            click.echo(f"  Applied {label} ({event.duration_ms} ms)")
-        elif event.kind == EventKind.ADOPTED:
-            click.echo(f"  Adopted {label} (already present; recorded without running)")
-        elif event.kind == EventKind.SKIPPED:
-            self._stop()
-            click.echo(f"  Skipped {label} (another runner applied it)")
+        with self._lock:
+            if event.kind == EventKind.WAITING:
+                click.echo("Waiting for another migration to finish…", err=True)
+            elif event.kind == EventKind.BACKED_UP:
+                _backup_written(event.version, event.description, event.detail)
+            elif event.kind == EventKind.STARTED:
+                click.echo(f"  Applying {label} …")
+                self._running = (event.version, time.monotonic())
+                self._last_shown = 0.0
+                self._watch()
+            elif event.kind == EventKind.PROGRESS:
+                self._progress(event)
+            elif event.kind in (EventKind.APPLIED, EventKind.SKIPPED):
+                self._running = None
+                self._finish_line()
+                if event.kind == EventKind.APPLIED:
+                    click.echo(f"  Applied {label} ({event.duration_ms} ms)")
+                else:
+                    click.echo(f"  Skipped {label} (another runner applied it)")
+            elif event.kind == EventKind.ADOPTED:
+                click.echo(f"  Adopted {label} (already present; recorded without running)")
 
     def _progress(self, event: MigrationEvent) -> None:
         """A backfill's rows done, rate and time left: redrawn on a terminal, else a line
         every few seconds."""
         now = time.monotonic()
-        if now - self._last_progress < (0.2 if self._tty else PLAIN_INTERVAL_SECONDS / 2):
+        if self._running is None or now - self._last_shown < (
+            0.2 if self._tty else PLAIN_INTERVAL_SECONDS / 2
+        ):
             return
-        self._last_progress = now
-        self._done.set()  # the numbers show it is alive; the ticker can rest
+        self._last_shown = now
         done, total = event.rows_done or 0, max(event.rows_total or 0, 1)
-        rate = done / max(now - self._started, 1e-6)
+        rate = done / max(now - self._running[1], 1e-6)
         left = (total - done) / rate if rate > 0 else 0.0
         figures = (
             f"{event.version:03d}: {done:,}/{total:,} rows ({100 * done // total}%), "
@@ -238,36 +251,35 @@ class Progress:
         if self._tty:
             filled = 20 * done // total
             click.echo(f"\r\x1b[K  [{'#' * filled}{'.' * (20 - filled)}] {figures}", nl=False)
+            self._line_open = True
         else:
             click.echo(f"  … {figures}")
 
-    def _start(self, version: int) -> None:
-        self._started = time.monotonic()
-        self._last_progress = 0.0
-        self._stop()
-        self._done = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, args=(version,), daemon=True)
-        self._ticker.start()
+    def _watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._keep_watching, daemon=True)
+            self._watcher.start()
 
-    def _stop(self) -> None:
-        if self._ticker is None:
-            return
-        self._done.set()
-        self._ticker.join()
-        self._ticker = None
+    def _keep_watching(self) -> None:
+        frames = itertools.cycle(_SPINNER)
+        while not self._closed.wait(0.1):
+            with self._lock:
+                if self._running is None:
+                    continue
+                version, started = self._running
+                now = time.monotonic()
+                quiet = now - max(started, self._last_shown)
+                if now - started < ALIVE_AFTER_SECONDS:
+                    continue
+                if self._tty and quiet >= 0.1 and not self._last_shown:
+                    line = f"\r  {next(frames)} {version:03d} running for {now - started:.0f} s"
+                    click.echo(line, nl=False)
+                    self._line_open = True
+                elif not self._tty and (not self._last_shown or quiet >= PLAIN_INTERVAL_SECONDS):
+                    click.echo(f"  … {version:03d} still running ({now - started:.0f} s)")
+                    self._last_shown = now
 
-    def _tick(self, version: int) -> None:
-        started = time.monotonic()
-        if self._done.wait(ALIVE_AFTER_SECONDS):
-            return
-        if not self._tty:
-            while True:
-                click.echo(f"  … {version:03d} still running ({time.monotonic() - started:.0f} s)")
-                if self._done.wait(PLAIN_INTERVAL_SECONDS):
-                    return
-        for frame in itertools.cycle(_SPINNER):
-            if self._done.wait(0.1):
-                break
-            elapsed = time.monotonic() - started
-            click.echo(f"\r  {frame} {version:03d} running for {elapsed:.0f} s", nl=False)
-        click.echo("\r\x1b[K", nl=False)
+    def _finish_line(self) -> None:
+        if self._line_open:
+            click.echo("\r\x1b[K", nl=False)
+            self._line_open = False

@@ -119,7 +119,8 @@ def migrate(
         return MigrateResult(recorded.database, version, version, ())
     from zos.migrator.runner import run_migrations
 
-    return run_migrations(settings, target, on_event, backup=backup)
+    listed = None if file_problems else scripts
+    return run_migrations(settings, target, on_event, backup=backup, scripts=listed)
 
 
 def status(settings: Settings) -> StatusReport:

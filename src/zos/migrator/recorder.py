@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     inspect,
     select,
     update,
@@ -97,11 +98,14 @@ def read_applied(conn: Connection) -> list[AppliedMigration]:
     ]
 
 
+# Built once: they run for every migration, and rebuilding a statement costs more than running it.
+_STATE_OF = select(_versions.c.state).where(_versions.c.version == bindparam("v"))
+_INSERT = _versions.insert()
+
+
 def recorded_state(conn: Connection, version: int) -> State | None:
     """The state recorded for ``version``, or None when it has no row."""
-    value = conn.execute(
-        select(_versions.c.state).where(_versions.c.version == version)
-    ).scalar_one_or_none()
+    value = conn.execute(_STATE_OF, {"v": version}).scalar_one_or_none()
     return None if value is None else State(value)
 
 
@@ -116,14 +120,15 @@ def record(
 ) -> None:
     """Insert the row for ``version``."""
     conn.execute(
-        _versions.insert().values(
-            version=version,
-            description=description[:255],
-            checksum=checksum,
-            state=state.value,
-            applied_at=utcnow(),
-            duration_ms=duration_ms,
-        )
+        _INSERT,
+        {
+            "version": version,
+            "description": description[:255],
+            "checksum": checksum,
+            "state": state.value,
+            "applied_at": utcnow(),
+            "duration_ms": duration_ms,
+        },
     )
 
 

@@ -58,10 +58,14 @@ def run_migrations(
     on_event: EventCallback = lambda _event: None,
     *,
     backup: bool = True,
+    scripts: list[MigrationScript] | None = None,
 ) -> MigrateResult:
-    """The whole of ``zos.migrator.migrate``: lock, re-read, plan, back up, apply."""
+    """The whole of ``zos.migrator.migrate``: lock, re-read, plan, back up, apply.
+
+    ``scripts`` are the migration files when the caller has just listed them without problems.
+    """
     db = resolve_target(settings)
-    scripts = _discover(settings)
+    scripts = _discover(settings) if scripts is None else scripts
     done: list[MigrationEvent] = []
 
     def observe(event: MigrationEvent) -> None:
@@ -76,10 +80,11 @@ def run_migrations(
         conn.rollback()
         executor.ensure_version_table()
         adopting = not plan.applied
-        for migration in pending:
-            adopting = adopting and executor.adopt(migration)
-            if not adopting:
-                executor.apply(migration)
+        with executor.batched_sync():
+            for migration in pending:
+                adopting = adopting and executor.adopt(migration)
+                if not adopting:
+                    executor.apply(migration)
         to_version = _finished_head(recorder.read_applied(conn))
         conn.rollback()
     return MigrateResult(db.display, plan.current_version, to_version, tuple(done))

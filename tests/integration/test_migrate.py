@@ -482,3 +482,32 @@ def test_a_migration_that_commits_on_its_own_is_stopped_before_the_commit(
     else:
         assert "committed_early" not in tables(backend)
         assert version_rows(backend) == []
+
+
+ORPHANS = {
+    "delete": "conn.execute(text(\"DELETE FROM servers WHERE id = 's1'\"))",
+    "drop": "conn.execute(text('DROP TABLE servers'))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(ORPHANS))
+def test_a_migration_that_would_orphan_child_rows_is_refused(
+    backend: Backend, make_migrations: MakeMigrations, how: str
+) -> None:
+    """On SQLite enforcement is off during a migration, so the runner's check must catch it."""
+    initial = (REAL_MIGRATIONS / "001_initial.py").read_text()
+    folder = make_migrations(
+        {"001_initial.py": initial, "002_orphan.py": migration(2, "Orphan", ORPHANS[how])}
+    )
+    cli(backend, "db", "migrate", "--target", "1", migrations=folder)
+    seed_messages(backend, 3)
+    code, _, err = cli(backend, "db", "migrate", migrations=folder)
+    assert code == 1 and err.startswith("Error: 002_orphan.py failed: ")
+    if backend.name == "sqlite":
+        assert "it would break foreign keys" in err
+    engine = backend.engine()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM servers")).scalar() == 1
+        assert conn.execute(text("SELECT COUNT(*) FROM messages")).scalar() == 3
+    engine.dispose()
+    assert [row[0] for row in version_rows(backend) if row[1] == "applied"] == [1]

@@ -113,8 +113,9 @@ class Executor:
                 return None
             self._emit(EventKind.STARTED, migration)
             started = time.monotonic()
+            before = self._foreign_key_baseline()
             self._run_upgrade(migration, rolled_back=True)
-            self._check_foreign_keys(migration)
+            self._check_foreign_keys(migration, before)
             duration = _elapsed_ms(started)
             self._record(migration, State.APPLIED, duration)
         return duration
@@ -138,8 +139,26 @@ class Executor:
             if not self.conn.invalidated:
                 set_foreign_keys(self.conn, True)
 
-    def _check_foreign_keys(self, migration: LoadedMigration) -> None:
+    def _foreign_key_baseline(self) -> tuple[int, frozenset[str]] | None:
+        """On SQLite, the connection's count of changed rows and the tables that exist."""
         if self.target.backend != "sqlite":
+            return None
+        return _changed_rows(self.conn), _table_names(self.conn)
+
+    def _check_foreign_keys(
+        self, migration: LoadedMigration, before: tuple[int, frozenset[str]] | None
+    ) -> None:
+        """Fail the migration if, with enforcement off, it left a row pointing nowhere.
+
+        Only a changed row or a dropped table can do that; a migration that did neither (an
+        added column, a new index) skips the check, which reads every row that has a foreign
+        key and so costs seconds on a big database.
+        """
+        if before is None:
+            return
+        changed, tables = before
+        untouched = changed >= 0 and _changed_rows(self.conn) == changed
+        if untouched and tables <= _table_names(self.conn):
             return
         broken = broken_foreign_keys(self.conn)
         if broken:
@@ -181,8 +200,9 @@ class Executor:
         started = time.monotonic()
         if cursor is None:
             with self._foreign_keys_suspended(), self.write_transaction():
+                before = self._foreign_key_baseline()
                 self._run_upgrade(migration, rolled_back=self.target.transactional_ddl)
-                self._check_foreign_keys(migration)
+                self._check_foreign_keys(migration, before)
                 recorder.start_cursor(self.conn, version)
             cursor = BackfillCursor(version, None, 0)
         low, done = cursor.last_key, cursor.rows_done
@@ -312,6 +332,17 @@ class Executor:
                 rows_total=rows_total,
             )
         )
+
+
+def _changed_rows(conn: Connection) -> int:
+    """Rows changed on this connection so far; -1 when the driver cannot say (so: check)."""
+    dbapi_conn = conn.connection.dbapi_connection
+    return int(getattr(dbapi_conn, "total_changes", -1))
+
+
+def _table_names(conn: Connection) -> frozenset[str]:
+    rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return frozenset(row[0] for row in rows)
 
 
 def broken_foreign_keys(conn: Connection) -> str | None:

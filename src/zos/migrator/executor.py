@@ -6,8 +6,9 @@ False``) a ``started`` row is committed first, so a crash half-way cannot pass u
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from zos.migrator.discovery import LoadedMigration
 from zos.migrator.events import EventCallback, EventKind, MigrationEvent
 from zos.migrator.records import BackfillCursor, State
 
+_DROP_TABLE = (sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE)
 # How long one SQLite BEGIN IMMEDIATE attempt waits before the runner says it is waiting.
 _SQLITE_FIRST_WAIT_MS = 250
 
@@ -113,9 +115,9 @@ class Executor:
                 return None
             self._emit(EventKind.STARTED, migration)
             started = time.monotonic()
-            before = self._foreign_key_baseline()
-            self._run_upgrade(migration, rolled_back=True)
-            self._check_foreign_keys(migration, before)
+            with self._orphan_watch() as might_orphan:
+                self._run_upgrade(migration, rolled_back=True)
+                self._check_foreign_keys(migration, might_orphan())
             duration = _elapsed_ms(started)
             self._record(migration, State.APPLIED, duration)
         return duration
@@ -139,26 +141,40 @@ class Executor:
             if not self.conn.invalidated:
                 set_foreign_keys(self.conn, True)
 
-    def _foreign_key_baseline(self) -> tuple[int, frozenset[str]] | None:
-        """On SQLite, the connection's count of changed rows and the tables that exist."""
-        if self.target.backend != "sqlite":
-            return None
-        return _changed_rows(self.conn), _table_names(self.conn)
+    @contextmanager
+    def _orphan_watch(self) -> Iterator[Callable[[], bool]]:
+        """On SQLite, tell afterwards whether the body could have left a row pointing nowhere.
 
-    def _check_foreign_keys(
-        self, migration: LoadedMigration, before: tuple[int, frozenset[str]] | None
-    ) -> None:
-        """Fail the migration if, with enforcement off, it left a row pointing nowhere.
-
-        Only a changed row or a dropped table can do that; a migration that did neither (an
-        added column, a new index) skips the check, which reads every row that has a foreign
-        key and so costs seconds on a big database.
+        With enforcement off only two things can: a changed row, or a dropped table. SQLite
+        counts the first and its authorizer reports the second, so a migration that did
+        neither (an added column, a new index) can skip the check, which reads every row that
+        has a foreign key and so costs seconds on a big database.
         """
-        if before is None:
+        if self.target.backend != "sqlite":
+            yield lambda: False
             return
-        changed, tables = before
-        untouched = changed >= 0 and _changed_rows(self.conn) == changed
-        if untouched and tables <= _table_names(self.conn):
+        driver = self.conn.connection.dbapi_connection
+        assert driver is not None
+        changes = getattr(driver, "total_changes", None)
+        dropped = False
+
+        def authorize(action: int, *_details: object) -> int:
+            nonlocal dropped
+            dropped = dropped or action in (
+                sqlite3.SQLITE_DROP_TABLE,
+                sqlite3.SQLITE_DROP_TEMP_TABLE,
+            )
+            return sqlite3.SQLITE_OK
+
+        driver.set_authorizer(authorize)
+        try:
+            yield lambda: dropped or changes is None or driver.total_changes != changes
+        finally:
+            driver.set_authorizer(None)
+
+    def _check_foreign_keys(self, migration: LoadedMigration, might_orphan: bool) -> None:
+        """Fail the migration if, with enforcement off, it left a row pointing nowhere."""
+        if not might_orphan:
             return
         broken = broken_foreign_keys(self.conn)
         if broken:
@@ -200,9 +216,9 @@ class Executor:
         started = time.monotonic()
         if cursor is None:
             with self._foreign_keys_suspended(), self.write_transaction():
-                before = self._foreign_key_baseline()
-                self._run_upgrade(migration, rolled_back=self.target.transactional_ddl)
-                self._check_foreign_keys(migration, before)
+                with self._orphan_watch() as might_orphan:
+                    self._run_upgrade(migration, rolled_back=self.target.transactional_ddl)
+                    self._check_foreign_keys(migration, might_orphan())
                 recorder.start_cursor(self.conn, version)
             cursor = BackfillCursor(version, None, 0)
         low, done = cursor.last_key, cursor.rows_done
@@ -332,17 +348,6 @@ class Executor:
                 rows_total=rows_total,
             )
         )
-
-
-def _changed_rows(conn: Connection) -> int:
-    """Rows changed on this connection so far; -1 when the driver cannot say (so: check)."""
-    dbapi_conn = conn.connection.dbapi_connection
-    return int(getattr(dbapi_conn, "total_changes", -1))
-
-
-def _table_names(conn: Connection) -> frozenset[str]:
-    rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")
-    return frozenset(row[0] for row in rows)
 
 
 def broken_foreign_keys(conn: Connection) -> str | None:

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Connection, exc
 
 from zos.database import (
-    SQLITE_AUTOCOMMIT,
     SQLITE_BEGIN_IMMEDIATE,
     DatabaseTarget,
     first_line,
@@ -30,6 +29,7 @@ from zos.migrator.backfill import BackfillFunction, count_between, next_high, st
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.events import EventCallback, EventKind, MigrationEvent
 from zos.migrator.records import BackfillCursor, State
+from zos.migrator.transactions import autocommit, broken_foreign_keys, forbid_commit
 
 _DROP_TABLE = (sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE)
 # How long one SQLite BEGIN IMMEDIATE attempt waits before the runner says it is waiting.
@@ -348,59 +348,6 @@ class Executor:
                 rows_total=rows_total,
             )
         )
-
-
-def broken_foreign_keys(conn: Connection) -> str | None:
-    """On SQLite, a sentence about rows whose foreign keys point nowhere, or None."""
-    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
-    if not broken:
-        return None
-    tables = sorted({f"{row[0]} -> {row[2]}" for row in broken})
-    return (
-        f"it would break foreign keys: {len(broken)} row(s) in {', '.join(tables)} "
-        "point at rows that do not exist"
-    )
-
-
-class CommitForbidden(RuntimeError):
-    """A migration tried to commit the transaction that must also hold its version record."""
-
-
-@contextmanager
-def forbid_commit(conn: Connection) -> Iterator[None]:
-    """Make ``conn.commit()`` raise while the body runs, before anything reaches the database."""
-
-    def refuse() -> None:
-        raise CommitForbidden("upgrade() must not commit; zos commits it with its version record")
-
-    # An instance attribute shadows the method for this connection only. (A "commit" event
-    # listener that raises would leave SQLAlchemy's transaction in an unusable state.)
-    conn.commit = refuse  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del conn.commit
-
-
-@contextmanager
-def autocommit(conn: Connection, backend: str) -> Iterator[None]:
-    """Let each statement commit on its own, for what cannot run inside a transaction."""
-    if backend == "sqlite":
-        # pysqlite's own autocommit switch would undo the BEGIN handling in zos.database.
-        conn.execution_options(**{SQLITE_AUTOCOMMIT: True})
-        try:
-            with conn.begin():
-                yield
-        finally:
-            conn.execution_options(**{SQLITE_AUTOCOMMIT: False})
-        return
-    default = conn.default_isolation_level
-    conn.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        with conn.begin():
-            yield
-    finally:
-        conn.execution_options(isolation_level=default or "READ COMMITTED")
 
 
 def _elapsed_ms(started: float) -> int:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, event
 from zos.database import first_line, set_foreign_keys
 from zos.migrator.backfill import end_key, start_key
 from zos.migrator.discovery import LoadedMigration
-from zos.migrator.executor import broken_foreign_keys, forbid_commit
+from zos.migrator.transactions import broken_foreign_keys, forbid_commit
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Backend, MakeMigrations, migration, run_cli, run_zos
-from tests.integration.test_migrate import five_migrations, tables, version_rows
+from tests.integration.test_migrate import cli, five_migrations, tables, version_rows
 from zos import migrator
 from zos.errors import SchemaNotCurrent
-
-
-def cli(backend: Backend, *args: str, migrations: Path | None = None) -> tuple[int, str, str]:
-    result = run_cli(*args, env=backend.env(migrations))
-    return result.exit_code, result.stdout, result.stderr
-
 
 # history
 

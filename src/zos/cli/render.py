@@ -215,6 +215,12 @@ class Progress:
                 click.echo("Waiting for another migration to finish…", err=True)
             elif event.kind == EventKind.BACKED_UP:
                 _backup_written(event.version, event.description, event.detail)
+            elif event.kind == EventKind.BACKUP_ADVICE:
+                click.echo(
+                    "No copy taken: zos copies SQLite files only. Dump a server with its own "
+                    "tools before\nmigrating it (--no-backup hides this), for example:"
+                )
+                click.echo(f"  {event.description}")
             elif event.kind == EventKind.STARTED:
                 click.echo(f"  Applying {label} …")
                 self._running = (event.version, time.monotonic())

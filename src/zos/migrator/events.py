@@ -15,6 +15,7 @@ class EventKind(StrEnum):
     SKIPPED = "skipped"  # another runner applied it first
     PROGRESS = "progress"  # a backfill batch committed; rows_done of rows_total
     BACKED_UP = "backed_up"  # description holds the backup's path
+    BACKUP_ADVICE = "backup_advice"  # description holds the server's dump command
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, inspect
@@ -75,8 +74,8 @@ def run_migrations(
 
     with _locked_connection(settings, db, observe) as (conn, executor):
         plan, pending = _prepare(conn, scripts, target)
-        if pending and backup and db.sqlite_path is not None and inspect(conn).get_table_names():
-            _back_up(settings, db.sqlite_path, plan.current_version, observe)
+        if pending and backup and inspect(conn).get_table_names():
+            _back_up(settings, db, plan.current_version, observe)
         conn.rollback()
         executor.ensure_version_table()
         adopting = not plan.applied
@@ -251,11 +250,18 @@ def _prepare(
     return plan, pending
 
 
-def _back_up(settings: Settings, database: Path, version: int, on_event: EventCallback) -> None:
-    from zos.backup import backup_sqlite, restore_instructions
+def _back_up(settings: Settings, db: DatabaseTarget, version: int, on_event: EventCallback) -> None:
+    """Copy an SQLite file; for a server, say how to take a dump, since zos cannot."""
+    from zos.backup import backup_sqlite, restore_instructions, server_backup_command
 
-    made = backup_sqlite(database, version, keep=settings.backups.keep)
-    how = restore_instructions(made, database)
+    if db.sqlite_path is None:
+        if db.backend != "sqlite":
+            on_event(
+                MigrationEvent(EventKind.BACKUP_ADVICE, version, server_backup_command(db.url))
+            )
+        return
+    made = backup_sqlite(db.sqlite_path, version, keep=settings.backups.keep)
+    how = restore_instructions(made, db.sqlite_path)
     on_event(MigrationEvent(EventKind.BACKED_UP, version, str(made.path), detail=how))
 
 

@@ -532,19 +532,11 @@ def test_sqlite_checks_foreign_keys_only_after_what_could_break_them(
 ) -> None:
     """The check reads every row with a foreign key: seconds on a big database, so it is
     skipped when the migration changed no row and dropped no table."""
-    from sqlalchemy import Engine, event
+    from tests.integration.test_ops import captured_sql
 
     initial = (REAL_MIGRATIONS / "001_initial.py").read_text()
     folder = make_migrations({"001_initial.py": initial, "002_change.py": migration(2, "C", body)})
     migrator.migrate(backend.settings(folder), target=1)
-    statements: list[str] = []
-
-    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", note)
-    try:
+    with captured_sql() as statements:
         migrator.migrate(backend.settings(folder))
-    finally:
-        event.remove(Engine, "before_cursor_execute", note)
     assert ("PRAGMA foreign_key_check" in statements) == checked

@@ -51,3 +51,19 @@ class UsageError(ZosError):
     """A command was asked for something that cannot be done, such as an unknown target."""
 
     exit_code = 2
+
+
+class RunInProgress(ZosError):
+    """Another process holds the run lock, so a command that must run alone refuses."""
+
+
+class Interrupted(ZosError):
+    """SIGINT or SIGTERM stopped a run; the message says what state the database is in.
+
+    The exit code is the shell's for the signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

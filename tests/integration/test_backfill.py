@@ -189,7 +189,7 @@ def test_a_failing_batch_is_rolled_back_and_earlier_batches_are_kept(
     (folder / "002_count.py").write_text(FAILING_BACKFILL)
     result = run_cli("db", "migrate", env=backend.env(folder))
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: 002_count.py failed in the batch of keys above ")
+    assert result.stderr.startswith("Error: 002_count.py failed: bad row; the batch of keys above ")
     assert "earlier batches are kept" in result.stderr
     processed = counts(backend)
     assert set(processed) == {0, 1} and processed[1] % 500 == 0

@@ -37,6 +37,8 @@ def status(report: StatusReport) -> None:
     plan = report.plan
     descriptions = report.descriptions
     click.echo(f"Database: {report.database}")
+    if report.running:
+        click.echo(f"Migration run in progress: {report.running}")
     click.echo(f"Current version: {plan.current_version}")
     click.echo(f"Available migrations: {len(plan.scripts)} (newest: {plan.latest_version})")
     if plan.gaps:
@@ -79,6 +81,7 @@ def status_document(report: StatusReport) -> dict[str, Any]:
             for row in plan.applied
         ],
         "problems": list(report.problems),
+        "running": report.running,
     }
 
 
@@ -212,7 +215,8 @@ class Progress:
         label = f"{event.version:03d}: {event.description}"
         with self._lock:
             if event.kind == EventKind.WAITING:
-                click.echo("Waiting for another migration to finish…", err=True)
+                held = f" ({event.detail})" if event.detail else ""
+                click.echo(f"Waiting for another migration to finish{held}…", err=True)
             elif event.kind == EventKind.BACKED_UP:
                 _backup_written(event.version, event.description, event.detail)
             elif event.kind == EventKind.BACKUP_ADVICE:

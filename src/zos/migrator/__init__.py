@@ -70,6 +70,7 @@ class StatusReport:
     plan: Plan
     descriptions: dict[int, str]  # of the pending migrations, read without importing them
     problems: tuple[str, ...]
+    running: str | None = None  # who is migrating now ("002 is running now, pid 4711 on host h")
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def migrate(
     recorded = read_history(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
     plan = build_plan(scripts, recorded.applied, target, recorded.resumable)
-    if not file_problems and not plan.problems and not plan.pending:
+    # While another run holds the lock, what it is doing is not known yet: wait for it.
+    if not recorded.running and not file_problems and not plan.problems and not plan.pending:
         version = plan.current_version
         return MigrateResult(recorded.database, version, version, ())
     from zos.migrator.runner import run_migrations
@@ -134,10 +136,12 @@ def status(settings: Settings) -> StatusReport:
     """
     scripts, file_problems = find_migrations(migrations_directory(settings))
     recorded = read_history(settings)
-    plan = build_plan(scripts, recorded.applied, resumable=recorded.resumable)
+    plan = build_plan(
+        scripts, recorded.applied, resumable=recorded.resumable, running=bool(recorded.running)
+    )
     descriptions, read_problems = describe_migrations(list(plan.pending))
     problems = (*file_problems, *plan.problems, *read_problems)
-    return StatusReport(recorded.database, plan, descriptions, problems)
+    return StatusReport(recorded.database, plan, descriptions, problems, recorded.running)
 
 
 def history(settings: Settings) -> list[HistoryEntry]:
@@ -174,8 +178,13 @@ def ensure_schema_current(settings: Settings) -> None:
             migration is unfinished, or an applied migration file changed or went missing.
         ConfigError, DatabaseUnavailable: the database cannot be used.
     """
-    plan, problems = current_plan(settings)
-    if plan.pending:
+    plan, problems, running = _plan_and_run(settings)
+    if running:
+        problems.insert(
+            0,
+            f"a migration run is in progress ({running}); start once it has finished",
+        )
+    elif plan.pending:
         problems.insert(
             0,
             f"{len(plan.pending)} migration(s) pending: the database is at version "
@@ -192,10 +201,17 @@ def ensure_schema_current(settings: Settings) -> None:
 
 def current_plan(settings: Settings) -> tuple[Plan, list[str]]:
     """The plan against what the database has recorded, and the problems with files and history."""
+    plan, problems, _ = _plan_and_run(settings)
+    return plan, problems
+
+
+def _plan_and_run(settings: Settings) -> tuple[Plan, list[str], str | None]:
     scripts, file_problems = find_migrations(migrations_directory(settings))
     recorded = read_history(settings)
-    plan = build_plan(scripts, recorded.applied, resumable=recorded.resumable)
-    return plan, [*file_problems, *plan.problems]
+    plan = build_plan(
+        scripts, recorded.applied, resumable=recorded.resumable, running=bool(recorded.running)
+    )
+    return plan, [*file_problems, *plan.problems], recorded.running
 
 
 def __getattr__(name: str) -> Any:

@@ -44,11 +44,14 @@ def build_plan(
     applied: list[AppliedMigration],
     target: int | None = None,
     resumable: frozenset[int] = frozenset(),
+    *,
+    running: bool = False,
 ) -> Plan:
     """Compare ``scripts`` (ordered by version) with ``applied`` and choose what to run.
 
     ``resumable`` are unfinished backfills whose batches can go on where they stopped: they
-    are pending, not problems.
+    are pending, not problems. While a run is ``running``, a started migration is the one it
+    is running, not a problem.
 
     Raises:
         UsageError: ``target`` names no migration, or lies below the current version.
@@ -58,7 +61,8 @@ def build_plan(
     current = max(recorded, default=0)
     latest = max(by_version, default=0)
     resumable = frozenset(v for v in resumable if v in by_version)
-    problems = _history_problems(by_version, applied, current, latest, resumable)
+    unfinished_ok = frozenset(row.version for row in applied) if running else resumable
+    problems = _history_problems(by_version, applied, current, latest, unfinished_ok)
 
     if target is not None:
         _check_target(target, current, by_version)

@@ -26,6 +26,7 @@ class RecordedHistory:
     database: str  # the URL, password masked
     applied: list[AppliedMigration]
     resumable: frozenset[int]
+    running: str | None = None  # who holds the run lock now ("002 is running now, pid …")
 
 
 def read_history(settings: Settings) -> RecordedHistory:
@@ -40,6 +41,7 @@ def read_history(settings: Settings) -> RecordedHistory:
         return _read_sqlite(settings.database_url, path)
     from zos.database import connect, get_engine, resolve_target
     from zos.migrator import recorder
+    from zos.migrator.dialects import dialect_for
 
     db = resolve_target(settings)
     if db.sqlite_path is not None and not db.sqlite_path.exists():
@@ -49,10 +51,11 @@ def read_history(settings: Settings) -> RecordedHistory:
         with connect(engine, db.display) as conn:
             applied = recorder.read_applied(conn)
             resumable = frozenset(recorder.read_cursors(conn))
+            running = dialect_for(db).run_holder(conn)
             conn.rollback()
     finally:
         engine.dispose()
-    return RecordedHistory(db.display, applied, resumable)
+    return RecordedHistory(db.display, applied, resumable, running)
 
 
 def plain_sqlite_path(url: str) -> Path | None:
@@ -95,7 +98,9 @@ def _read_sqlite(url: str, path: Path) -> RecordedHistory:
         raise DatabaseUnavailable(f"database error on {url}: {error}") from error
     finally:
         conn.close()
-    return RecordedHistory(url, applied, resumable)
+    from zos.migrator.dialects.sqlite import probe_run_lock
+
+    return RecordedHistory(url, applied, resumable, probe_run_lock(path))
 
 
 def _timestamp(value: str | datetime) -> datetime:

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from zos.errors import MigrationHistoryError
 from zos.migrator.records import AppliedMigration, BackfillCursor, State
 
 TABLE_NAME = "_schema_version"
@@ -132,18 +133,48 @@ def record(
     )
 
 
+class RecordMismatch(MigrationHistoryError):
+    """A change to the version tables did not change exactly the one row it was meant to."""
+
+
+def _exactly_one(changed: int, what: str) -> None:
+    # Every step of the state machine changes one row; anything else means another process
+    # changed the history under this runner, and going on would record a lie.
+    if changed != 1:
+        raise RecordMismatch(
+            f"{what} changed {changed} rows of the version tables instead of 1: another "
+            "process changed the migration history during this run; nothing more was recorded"
+        )
+
+
+def ensure_unrecorded(conn: Connection, version: int) -> None:
+    """Raise ``RecordMismatch`` when ``version`` already has a row (the run lock was bypassed)."""
+    state = recorded_state(conn, version)
+    if state is not None:
+        raise RecordMismatch(
+            f"version {version} was recorded as {state} by another process during this run; "
+            "nothing more was recorded"
+        )
+
+
 def mark_finished(conn: Connection, version: int, duration_ms: int) -> None:
-    """Turn a ``started`` row into an ``applied`` one."""
-    conn.execute(
+    """Turn the ``started`` row of ``version`` into an ``applied`` one."""
+    result = conn.execute(
         update(_versions)
-        .where(_versions.c.version == version)
+        .where(_versions.c.version == version, _versions.c.state == State.STARTED.value)
         .values(state=State.APPLIED.value, applied_at=utcnow(), duration_ms=duration_ms)
     )
+    _exactly_one(result.rowcount, f"marking version {version} applied")
 
 
 def forget(conn: Connection, version: int) -> None:
-    """Delete the row for ``version`` (repairing an unfinished migration so it runs again)."""
-    conn.execute(_versions.delete().where(_versions.c.version == version))
+    """Delete the ``started`` row of ``version`` (repairing it so it runs again)."""
+    result = conn.execute(
+        _versions.delete().where(
+            _versions.c.version == version, _versions.c.state == State.STARTED.value
+        )
+    )
+    _exactly_one(result.rowcount, f"forgetting version {version}")
 
 
 def read_cursors(conn: Connection) -> dict[int, BackfillCursor]:
@@ -165,16 +196,40 @@ def start_cursor(conn: Connection, version: int) -> None:
     conn.execute(_cursors.insert().values(version=version, last_key=None, rows_done=0))
 
 
-def advance_cursor(conn: Connection, version: int, last_key: Any, rows_done: int) -> None:
-    conn.execute(
+def read_cursor(
+    conn: Connection, version: int, *, table_exists: bool = False
+) -> BackfillCursor | None:
+    """The cursor of one backfill, or None when it has none (or there is no cursor table;
+    ``table_exists`` skips that look when the caller knows)."""
+    if not table_exists and not inspect(conn).has_table(BACKFILL_TABLE_NAME):
+        return None
+    row = conn.execute(select(_cursors).where(_cursors.c.version == version)).first()
+    if row is None:
+        return None
+    last_key = None if row.last_key is None else json.loads(row.last_key)
+    return BackfillCursor(row.version, last_key, row.rows_done)
+
+
+def advance_cursor(conn: Connection, cursor: BackfillCursor, last_key: Any, rows: int) -> None:
+    """Move ``cursor`` on to ``last_key``, only if it still stands where it was read.
+
+    The comparison makes the batch and its cursor one compare-and-set: a batch that another
+    process already processed changes nothing here and fails the batch.
+    """
+    old = _cursors.c.last_key
+    where = old.is_(None) if cursor.last_key is None else old == json.dumps(cursor.last_key)
+    result = conn.execute(
         update(_cursors)
-        .where(_cursors.c.version == version)
-        .values(last_key=json.dumps(last_key), rows_done=rows_done)
+        .where(_cursors.c.version == cursor.version, _cursors.c.rows_done == cursor.rows_done)
+        .where(where)
+        .values(last_key=json.dumps(last_key), rows_done=cursor.rows_done + rows)
     )
+    _exactly_one(result.rowcount, f"advancing the backfill cursor of version {cursor.version}")
 
 
 def drop_cursor(conn: Connection, version: int) -> None:
-    conn.execute(_cursors.delete().where(_cursors.c.version == version))
+    result = conn.execute(_cursors.delete().where(_cursors.c.version == version))
+    _exactly_one(result.rowcount, f"removing the backfill cursor of version {version}")
 
 
 def utcnow() -> datetime:

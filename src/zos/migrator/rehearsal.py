@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 
-from zos.database import first_line, set_foreign_keys
+from zos.database import first_line
 from zos.migrator.backfill import end_key, start_key
+from zos.migrator.dialects import Dialect
 from zos.migrator.discovery import LoadedMigration
-from zos.migrator.transactions import broken_foreign_keys, forbid_commit
+from zos.migrator.guard import owned_transaction
 
 
 @dataclass(frozen=True)
@@ -36,33 +37,31 @@ class RehearsedMigration:
 
 
 def rehearse(
-    conn: Connection, pending: list[LoadedMigration], *, adopting: bool
+    conn: Connection, dialect: Dialect, pending: list[LoadedMigration], *, adopting: bool
 ) -> list[RehearsedMigration]:
     """Run ``pending`` inside one transaction on ``conn`` and roll it all back.
 
     Stops at the first failure: later migrations would run on a schema that is not theirs.
     ``adopting`` (an unversioned database) first asks each migration's ``check()``, as a real
-    run would. On SQLite, foreign keys are suspended and checked as the real run does.
+    run would. Each migration runs under the real run's transaction discipline, so one that
+    would commit is refused before its COMMIT reaches the database, and foreign keys are
+    suspended and checked as the real run does.
     """
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite:
-        set_foreign_keys(conn, False)
-    try:
-        return _rehearse(conn, pending, adopting=adopting, check_foreign_keys=sqlite)
-    finally:
-        if sqlite and not conn.invalidated:
-            set_foreign_keys(conn, True)
+    with dialect.foreign_keys_suspended(conn):
+        return _rehearse(conn, dialect, pending, adopting=adopting)
 
 
 def _rehearse(
     conn: Connection,
+    dialect: Dialect,
     pending: list[LoadedMigration],
     *,
     adopting: bool,
-    check_foreign_keys: bool,
 ) -> list[RehearsedMigration]:
     results: list[RehearsedMigration] = []
+    engine = conn.engine
     with conn.begin() as transaction:
+        identity = dialect.transaction_identity(conn)
         for migration in pending:
             version, description = migration.script.version, migration.description
             adopting = adopting and migration.check is not None and migration.check(conn)
@@ -81,10 +80,20 @@ def _rehearse(
                 )
                 continue
             started = time.monotonic()
+            statements: list[str] = []
             try:
-                with _capture(conn) as statements, forbid_commit(conn):
+                with (
+                    _capture(conn, statements),
+                    dialect.watch(conn) as watch,
+                    owned_transaction(conn),
+                ):
                     _run_whole(conn, migration)
-                broken = broken_foreign_keys(conn) if check_foreign_keys else None
+                left = dialect.left_transaction(engine, conn, identity, failed=False)
+                if left is not None:
+                    raise RuntimeError(
+                        f"it left the rehearsal's transaction ({left}); the database may be changed"
+                    )
+                broken = dialect.broken_foreign_keys(conn, watch)
                 if broken:
                     raise RuntimeError(broken)
             except Exception as error:
@@ -137,9 +146,7 @@ def sqlite_copy(database: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def _capture(conn: Connection) -> Iterator[list[str]]:
-    statements: list[str] = []
-
+def _capture(conn: Connection, statements: list[str]) -> Iterator[list[str]]:
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(" ".join(statement.split()))
 

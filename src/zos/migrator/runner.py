@@ -11,12 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, Engine, inspect
 
 from zos.config import Settings
 from zos.database import DatabaseTarget, connect, get_engine, resolve_target
-from zos.errors import MigrationHistoryError, UsageError
+from zos.errors import Interrupted, MigrationHistoryError, RunInProgress, UsageError
 from zos.migrator import MigrateResult, current_plan, migrations_directory, recorder
+from zos.migrator.dialects import Dialect, RunLock, acquire, dialect_for
 from zos.migrator.discovery import (
     LoadedMigration,
     MigrationScript,
@@ -26,7 +27,7 @@ from zos.migrator.discovery import (
 )
 from zos.migrator.events import EventCallback, EventKind, MigrationEvent
 from zos.migrator.executor import Executor
-from zos.migrator.lock import migration_lock
+from zos.migrator.interrupts import Interrupts, RunInterrupted
 from zos.migrator.plan import Plan, build_plan
 from zos.migrator.reader import read_history
 from zos.migrator.records import AppliedMigration, State
@@ -59,12 +60,13 @@ def run_migrations(
     backup: bool = True,
     scripts: list[MigrationScript] | None = None,
 ) -> MigrateResult:
-    """The whole of ``zos.migrator.migrate``: lock, re-read, plan, back up, apply.
+    """The whole of ``zos.migrator.migrate``: lock, read the history, plan, back up, apply.
 
     ``scripts`` are the migration files when the caller has just listed them without problems.
     """
     db = resolve_target(settings)
     scripts = _discover(settings) if scripts is None else scripts
+    dialect = dialect_for(db)
     done: list[MigrationEvent] = []
 
     def observe(event: MigrationEvent) -> None:
@@ -72,53 +74,143 @@ def run_migrations(
             done.append(event)
         on_event(event)
 
-    with _locked_connection(settings, db, observe) as (conn, executor):
-        plan, pending = _prepare(conn, scripts, target)
-        if pending and backup and inspect(conn).get_table_names():
-            _back_up(settings, db, plan.current_version, observe)
-        conn.rollback()
-        executor.ensure_version_table()
-        adopting = not plan.applied
-        with executor.batched_sync():
-            for migration in pending:
-                adopting = adopting and executor.adopt(migration)
-                if not adopting:
-                    executor.apply(migration)
-        to_version = _finished_head(recorder.read_applied(conn))
-        conn.rollback()
-    return MigrateResult(db.display, plan.current_version, to_version, tuple(done))
+    interrupts = Interrupts()
+    engine = get_engine(settings)
+    run: list[Executor] = []
+    try:
+        with (
+            interrupts.installed(),
+            _run_lock(settings, engine, dialect, interrupts, observe) as lock,
+            connect(engine, db.display) as conn,
+        ):
+            dialect.prepare(conn)
+            plan, pending = _prepare(conn, scripts, target)
+            if pending and backup and inspect(conn).get_table_names():
+                _back_up(settings, db, plan.current_version, observe)
+            conn.rollback()
+            run.append(
+                Executor(conn, engine, dialect, lock, observe, interrupts, plan.current_version)
+            )
+            _apply_all(run[0], pending, adopting=not plan.applied)
+    except RunInterrupted as stop:
+        version = run[0].current_version if run else None
+        raise Interrupted(_interrupted_between(stop, version), stop.signum) from None
+    finally:
+        engine.dispose()
+    return MigrateResult(db.display, plan.current_version, run[0].current_version, tuple(done))
+
+
+def _apply_all(executor: Executor, pending: list[LoadedMigration], *, adopting: bool) -> None:
+    """Create the version table, then adopt what an unversioned database already has and
+    apply the rest, in order; stop at the first failure."""
+    conn = executor.conn
+    with executor.dialect.durable(conn):
+        with conn.begin():
+            recorder.ensure_version_table(conn)
+        for migration in pending:
+            adopting = adopting and executor.adopt(migration) is not None
+            if not adopting:
+                executor.apply(migration)
+        executor.interrupts.check()
+
+
+def _interrupted_between(stop: RunInterrupted, version: int | None) -> str:
+    import signal
+
+    name = signal.Signals(stop.signum).name
+    if version is None:
+        return f"interrupted by {name} before any migration ran; nothing was changed"
+    return (
+        f"interrupted by {name} between migrations; each one applied is recorded, none is "
+        f"half-done, and the database is at version {version}"
+    )
+
+
+@contextmanager
+def _run_lock(
+    settings: Settings,
+    engine: Engine,
+    dialect: Dialect,
+    interrupts: Interrupts,
+    on_event: EventCallback,
+    *,
+    wait: bool = True,
+) -> Iterator[RunLock]:
+    """Hold the run lock for the body; a waiting runner says once who it is waiting for.
+
+    Raises:
+        LockTimeout: another run kept it past ``database.lock_timeout_seconds``.
+        RunInProgress: ``wait`` is False and another run holds it.
+    """
+    lock = dialect.run_lock(engine)
+    try:
+        if wait:
+            with interrupts.interruptible():
+                acquire(
+                    lock,
+                    settings.database.lock_timeout_seconds,
+                    lambda holder: on_event(MigrationEvent(EventKind.WAITING, detail=holder or "")),
+                )
+        elif not lock.try_acquire():
+            holder = lock.holder()
+            raise RunInProgress(
+                f"a migration run is in progress ({holder or 'another process'}); wait for it "
+                "to finish and try again"
+            )
+        yield lock
+    finally:
+        lock.release()
 
 
 def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     """Show what ``migrate`` would do, and rehearse it where the result can be thrown away.
 
     SQLite: on a copy of the file. PostgreSQL: inside a transaction that is rolled back, so it
-    takes the same locks as the real run. MariaDB/MySQL: the plan only.
+    takes the same locks as the real run. MariaDB/MySQL: the plan only. Holds the run lock, so
+    it never rehearses a half-finished run.
 
     Raises:
         the same errors as ``migrate``, before anything is rehearsed.
     """
     db = resolve_target(settings)
     scripts = _discover(settings)
-    if db.sqlite_path is not None:
-        with sqlite_copy(db.sqlite_path) as copy:
-            url = f"sqlite:///{copy}"
-            with _locked_connection(settings, resolve_target(settings, url), url=url) as (
-                conn,
-                _,
-            ):
-                plan, pending = _prepare(conn, scripts, target)
-                results = rehearse(conn, pending, adopting=not plan.applied)
-        how = "copy"
-    else:
-        with _locked_connection(settings, db) as (conn, _):
-            plan, pending = _prepare(conn, scripts, target)
-            conn.rollback()
-            if db.transactional_ddl:
-                results, how = rehearse(conn, pending, adopting=not plan.applied), "rollback"
+    dialect = dialect_for(db)
+    interrupts = Interrupts()
+    engine = get_engine(settings)
+    try:
+        with (
+            interrupts.installed(),
+            _run_lock(settings, engine, dialect, interrupts, lambda _e: None),
+        ):
+            if db.sqlite_path is not None:
+                with sqlite_copy(db.sqlite_path) as copy:
+                    url = f"sqlite:///{copy}"
+                    rehearsal = get_engine(settings, url=url)
+                    try:
+                        with connect(rehearsal, db.display) as conn:
+                            plan, pending = _prepare(conn, scripts, target)
+                            results = rehearse(conn, dialect, pending, adopting=not plan.applied)
+                    finally:
+                        rehearsal.dispose()
+                how = "copy"
             else:
-                results = [RehearsedMigration(m.script.version, m.description) for m in pending]
-                how = "plan"
+                with connect(engine, db.display) as conn:
+                    dialect.prepare(conn)
+                    plan, pending = _prepare(conn, scripts, target)
+                    if dialect.transactional_ddl:
+                        results, how = (
+                            rehearse(conn, dialect, pending, adopting=not plan.applied),
+                            "rollback",
+                        )
+                    else:
+                        results = [
+                            RehearsedMigration(m.script.version, m.description) for m in pending
+                        ]
+                        how = "plan"
+    except RunInterrupted as stop:
+        raise Interrupted(_interrupted_between(stop, None), stop.signum) from None
+    finally:
+        engine.dispose()
     to_version = max((m.script.version for m in pending), default=plan.current_version)
     return DryRun(db.display, plan.current_version, to_version, how, tuple(results))
 
@@ -127,26 +219,38 @@ def repair(settings: Settings, version: int, *, applied: bool) -> None:
     """Resolve a migration recorded as started but never finished.
 
     ``applied=True`` records it as applied (its changes were checked and are all present);
-    ``applied=False`` forgets it, so the next run applies it again.
+    ``applied=False`` forgets it, so the next run applies it again. Refuses while a run holds
+    the run lock: an unfinished-looking migration may be one that is running now.
 
     Raises:
         ConfigError, DatabaseUnavailable: the database cannot be used.
         UsageError: ``version`` is not recorded as unfinished.
-        LockTimeout: a migration is running.
+        RunInProgress: a migration run holds the run lock.
     """
     db = resolve_target(settings)
     if db.sqlite_path is not None and not db.sqlite_path.exists():
         raise UsageError(f"version {version} is not recorded as unfinished (no database yet)")
-    with _locked_connection(settings, db) as (conn, executor), executor.write_transaction():
-        state = recorder.recorded_state(conn, version) if recorder.has_version_table(conn) else None
-        if state != State.STARTED:
-            raise UsageError(f"version {version} is not recorded as unfinished")
-        if applied:
-            recorder.mark_finished(conn, version, duration_ms=0)
-        else:
-            recorder.forget(conn, version)
-        if version in recorder.read_cursors(conn):
-            recorder.drop_cursor(conn, version)
+    dialect = dialect_for(db)
+    engine = get_engine(settings)
+    try:
+        with (
+            _run_lock(settings, engine, dialect, Interrupts(), _ignore, wait=False),
+            connect(engine, db.display) as conn,
+        ):
+            dialect.prepare(conn)
+            with conn.begin():
+                has_table = recorder.has_version_table(conn)
+                state = recorder.recorded_state(conn, version) if has_table else None
+                if state != State.STARTED:
+                    raise UsageError(f"version {version} is not recorded as unfinished")
+                if applied:
+                    recorder.mark_finished(conn, version, duration_ms=0)
+                else:
+                    recorder.forget(conn, version)
+                if recorder.read_cursor(conn, version) is not None:
+                    recorder.drop_cursor(conn, version)
+    finally:
+        engine.dispose()
 
 
 def check_database(settings: Settings) -> list[str]:
@@ -203,32 +307,16 @@ def backup_now(settings: Settings) -> Backup | str:
     return backup_sqlite(db.sqlite_path, version, keep=settings.backups.keep)
 
 
+def _ignore(_event: MigrationEvent) -> None:
+    return None
+
+
 def _discover(settings: Settings) -> list[MigrationScript]:
     scripts, file_problems = find_migrations(migrations_directory(settings))
     if file_problems:
         # Name every bad file at once, the importable-but-broken ones included.
         raise file_error(file_problems + load_migrations(scripts)[1])
     return scripts
-
-
-@contextmanager
-def _locked_connection(
-    settings: Settings,
-    db: DatabaseTarget,
-    on_event: EventCallback = lambda _event: None,
-    *,
-    url: str | None = None,
-) -> Iterator[tuple[Connection, Executor]]:
-    """A connection holding the run-wide migration lock, and an executor on it."""
-    timeout = settings.database.lock_timeout_seconds
-    engine = get_engine(settings, url=url)
-    try:
-        with connect(engine, db.display) as conn:
-            executor = Executor(conn, db, timeout, on_event)
-            with migration_lock(conn, db.backend, timeout, executor.announce_wait):
-                yield conn, executor
-    finally:
-        engine.dispose()
 
 
 def _prepare(

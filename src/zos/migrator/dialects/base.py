@@ -1,0 +1,151 @@
+"""What the runner needs from a database, as one protocol: the run lock, the migration's
+transaction and its guards, foreign-key suspension, autocommit, cancelling a statement, and
+durability. Each database implements it in its own module; nothing else branches on the database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Protocol
+
+from zos.errors import LockTimeout
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+LOCK_NAME = "zos_migrate"
+# What became of a transaction that a migration's body left (see ``Dialect.left_transaction``).
+ROLLED_BACK = "rolled back"
+MAYBE_COMMITTED = "may be committed"
+# How often a waiting runner tries the run lock again.
+POLL_SECONDS = 0.05
+
+
+class RunLock(Protocol):
+    """The lock one migration run holds from before it reads the history until it ends.
+
+    The operating system or the server releases it when the holding process dies.
+    """
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; never waits."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds it, as "pid 4711 on host h" or the server's words; None when unknown."""
+        ...
+
+    def note(self, activity: str) -> None:
+        """Tell waiters and ``status`` what the holder is doing ("002 is running now")."""
+        ...
+
+    def ensure_held(self) -> None:
+        """Raise ``LockTimeout`` if the lock was lost (its session ended under the runner)."""
+        ...
+
+    def release(self) -> None:
+        """Release the lock; safe to call when it is not held or its connection is gone."""
+        ...
+
+
+class Watch(Protocol):
+    """What the database saw a migration's body do."""
+
+    def might_orphan(self) -> bool:
+        """Whether, with foreign keys suspended, the body could have left a row pointing nowhere."""
+        ...
+
+
+class Dialect(Protocol):
+    """One database's way of doing what the runner needs."""
+
+    name: str
+    # Whether DDL rolls back with the transaction, so a migration and its record can be atomic.
+    transactional_ddl: bool
+
+    def run_lock(self, engine: Engine) -> RunLock:
+        """A run lock for the database ``engine`` points at (not yet taken)."""
+        ...
+
+    def prepare(self, conn: Connection) -> None:
+        """Set up the runner's connection once: how it begins transactions, what it caches."""
+        ...
+
+    def foreign_keys_suspended(self, conn: Connection) -> AbstractContextManager[None]:
+        """Run the body with foreign-key enforcement off where a table rebuild needs it."""
+        ...
+
+    def watch(self, conn: Connection) -> AbstractContextManager[Watch]:
+        """Deny transaction control to the body where the database allows it, and observe it."""
+        ...
+
+    def broken_foreign_keys(self, conn: Connection, watch: Watch) -> str | None:
+        """A sentence about rows left pointing nowhere, or None; only where enforcement was off."""
+        ...
+
+    def autocommit(self, conn: Connection) -> AbstractContextManager[None]:
+        """Each statement of the body commits on its own (for ``TRANSACTIONAL = False``)."""
+        ...
+
+    def transaction_identity(self, conn: Connection) -> object:
+        """Something that changes when the current transaction ends and another begins."""
+        ...
+
+    def left_transaction(
+        self, engine: Engine, conn: Connection, identity: object, *, failed: bool
+    ) -> str | None:
+        """None while ``conn`` is still in the transaction ``identity`` was taken in; else
+        ``ROLLED_BACK`` or ``MAYBE_COMMITTED``: what became of it."""
+        ...
+
+    def run_holder(self, conn: Connection) -> str | None:
+        """Who holds the run lock now, read without taking it; None when no run is on."""
+        ...
+
+    def cancel(self, engine: Engine, conn: Connection) -> None:
+        """Stop the statement ``conn`` is running; called from another thread."""
+        ...
+
+    def durable(self, conn: Connection) -> AbstractContextManager[None]:
+        """Cheap commits during the run, and everything synced to disk when it ends."""
+        ...
+
+
+def acquire(
+    lock: RunLock,
+    timeout: float,
+    on_wait: Callable[[str | None], None],
+) -> None:
+    """Take ``lock``, waiting up to ``timeout`` seconds; ``on_wait`` is told once who holds it.
+
+    Raises:
+        LockTimeout: another runner still held the lock after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    if lock.try_acquire():
+        return
+    on_wait(lock.holder())
+    while time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        if lock.try_acquire():
+            return
+    holder = lock.holder()
+    held_by = f" (held by {holder})" if holder else ""
+    raise LockTimeout(
+        f"another migration run still holds the lock after {timeout:g} s{held_by}; wait for "
+        "it to finish, or raise database.lock_timeout_seconds"
+    )
+
+
+def this_process() -> str:
+    """How a holder names itself: "pid 4711 on host h"."""
+    return f"pid {os.getpid()} on host {socket.gethostname()}"
+
+
+@contextmanager
+def nothing() -> Iterator[None]:
+    yield

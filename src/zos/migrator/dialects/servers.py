@@ -1,0 +1,288 @@
+"""PostgreSQL and MariaDB/MySQL: run locks held on a connection of their own, and what both
+servers share (no foreign-key suspension, autocommit through the isolation level).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exc, text
+
+from zos.errors import LockTimeout
+from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+# Advisory lock keys are scoped to the current database, so one fixed key suffices.
+PG_LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+_PG_HOLDER = text(
+    "SELECT a.pid, a.application_name, host(a.client_addr) FROM pg_locks l"
+    " JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted"
+    " AND l.objid = (CAST(:k AS bigint) & 4294967295)"
+    " AND l.classid = ((CAST(:k AS bigint) >> 32) & 4294967295)"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+class _Watch:
+    def might_orphan(self) -> bool:
+        return False  # the servers enforce foreign keys on every statement
+
+
+class ServerDialect:
+    """What PostgreSQL and MariaDB/MySQL do alike."""
+
+    name = "server"
+    transactional_ddl = True
+
+    @contextlib.contextmanager
+    def foreign_keys_suspended(self, conn: Connection) -> Iterator[None]:
+        yield  # enforced per statement, and deferrable where a migration needs it
+
+    @contextlib.contextmanager
+    def watch(self, conn: Connection) -> Iterator[_Watch]:
+        yield _Watch()
+
+    def broken_foreign_keys(self, conn: Connection, watch: Any) -> str | None:
+        return None
+
+    @contextlib.contextmanager
+    def autocommit(self, conn: Connection) -> Iterator[None]:
+        default = conn.default_isolation_level
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with conn.begin():
+                yield
+        finally:
+            conn.execution_options(isolation_level=default or "READ COMMITTED")
+
+    @contextlib.contextmanager
+    def durable(self, conn: Connection) -> Iterator[None]:
+        yield  # a server syncs every commit itself
+
+
+class PostgresDialect(ServerDialect):
+    name = "postgresql"
+    transactional_ddl = True
+
+    def run_lock(self, engine: Engine) -> PostgresRunLock:
+        return PostgresRunLock(engine)
+
+    def prepare(self, conn: Connection) -> None:
+        driver: Any = conn.connection.dbapi_connection
+        # Server-side prepared statements do not survive a transaction pooler (PgBouncer
+        # hands each transaction another server connection), and the runner needs none.
+        driver.prepare_threshold = None
+
+    def transaction_identity(self, conn: Connection) -> object:
+        # The savepoint exists only in this transaction: after a failure, rolling back to it
+        # proves the transaction is still the one the runner began.
+        conn.exec_driver_sql("SAVEPOINT zos_guard")
+        return conn.exec_driver_sql("SELECT txid_current()").scalar()
+
+    def left_transaction(
+        self, engine: Engine, conn: Connection, identity: object, *, failed: bool
+    ) -> str | None:
+        try:
+            if failed:
+                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT zos_guard")
+            if conn.exec_driver_sql("SELECT txid_current()").scalar() == identity:
+                return None
+        except exc.SQLAlchemyError:
+            pass  # no such savepoint, or the connection is gone: the transaction ended
+        # The server remembers how each transaction ended; ask on a connection of its own.
+        with engine.connect() as other:
+            status = other.execute(
+                text("SELECT txid_status(CAST(:x AS bigint))"), {"x": identity}
+            ).scalar()
+        return MAYBE_COMMITTED if status == "committed" else ROLLED_BACK
+
+    def run_holder(self, conn: Connection) -> str | None:
+        return pg_run_holder(conn)
+
+    def cancel(self, engine: Engine, conn: Connection) -> None:
+        driver: Any = conn.connection.dbapi_connection
+        driver.cancel()  # psycopg sends a cancel request on a connection of its own
+
+
+class PostgresRunLock:
+    """A transaction-level advisory lock held by an open transaction on its own connection.
+
+    Transaction-level rather than session-level: a transaction keeps its server connection
+    behind a transaction pooler, so the lock stays correct through PgBouncer as well, and the
+    server releases it when the connection ends. The holder's name rides in
+    ``application_name`` for ``status`` and waiters to read.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+            PostgresDialect().prepare(self._conn)
+        return self._conn
+
+    def try_acquire(self) -> bool:
+        conn = self._connection()
+        got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+        if not got.scalar():
+            conn.rollback()
+            return False
+        self.note("")
+        return True
+
+    def holder(self) -> str | None:
+        conn = self._connection()
+        row = conn.execute(_PG_HOLDER, {"k": PG_LOCK_KEY}).first()
+        if not conn.in_transaction() or row is None:
+            return None
+        return describe_pg_holder(row)
+
+    def note(self, activity: str) -> None:
+        name = f"zos: {activity}, {this_process()}" if activity else f"zos: {this_process()}"
+        conn = self._connection()
+        conn.execute(text("SELECT set_config('application_name', :n, true)"), {"n": name[:63]})
+
+    def ensure_held(self) -> None:
+        try:
+            self._connection().execute(text("SELECT 1"))
+        except exc.DBAPIError as error:
+            raise LockTimeout(
+                "the run lock's connection was lost during the run, so another runner may "
+                "have started; the migrations applied so far are recorded"
+            ) from error
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        with contextlib.suppress(exc.DBAPIError):
+            conn.rollback()  # ends the transaction, and the lock with it
+        with contextlib.suppress(exc.DBAPIError):
+            conn.close()
+
+
+def describe_pg_holder(row: Any) -> str:
+    pid, application, address = row
+    if isinstance(application, str) and application.startswith("zos: "):
+        return f"{application.removeprefix('zos: ')}, server process {pid}"
+    return f"server process {pid}" + (f" from {address}" if address else "")
+
+
+def pg_run_holder(conn: Connection) -> str | None:
+    """Who holds the run lock of the database ``conn`` is on, or None; read-only."""
+    row = conn.execute(_PG_HOLDER, {"k": PG_LOCK_KEY}).first()
+    return None if row is None else describe_pg_holder(row)
+
+
+class MySQLDialect(ServerDialect):
+    name = "mysql"
+    # Every DDL statement commits at once: a migration is marked started before it runs.
+    transactional_ddl = False
+
+    def run_lock(self, engine: Engine) -> MySQLRunLock:
+        return MySQLRunLock(engine)
+
+    def prepare(self, conn: Connection) -> None:
+        return None
+
+    def transaction_identity(self, conn: Connection) -> object:
+        return None  # the started marker covers whatever a migration commits
+
+    def left_transaction(
+        self, engine: Engine, conn: Connection, identity: object, *, failed: bool
+    ) -> str | None:
+        return None
+
+    def run_holder(self, conn: Connection) -> str | None:
+        return mysql_run_holder(conn)
+
+    def cancel(self, engine: Engine, conn: Connection) -> None:
+        driver: Any = conn.connection.dbapi_connection
+        with engine.connect() as killer:
+            killer.exec_driver_sql(f"KILL QUERY {int(driver.thread_id())}")
+
+
+def mysql_lock_name(conn: Connection) -> str:
+    # GET_LOCK names are server-wide, so the database's name is part of the lock's name.
+    database = conn.execute(text("SELECT DATABASE()")).scalar() or ""
+    return f"{LOCK_NAME}:{hashlib.sha256(str(database).encode()).hexdigest()[:32]}"
+
+
+class MySQLRunLock:
+    """``GET_LOCK`` on a connection of its own; the server drops it when that connection ends."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+        self._name = ""
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+            self._name = mysql_lock_name(self._conn)
+            self._conn.commit()
+        return self._conn
+
+    def try_acquire(self) -> bool:
+        conn = self._connection()
+        got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": self._name}).scalar()
+        conn.commit()
+        return got == 1
+
+    def holder(self) -> str | None:
+        found = mysql_run_holder(self._connection())
+        self._connection().commit()
+        return found
+
+    def note(self, activity: str) -> None:
+        return None  # status reads the started marker MariaDB/MySQL write for each migration
+
+    def ensure_held(self) -> None:
+        conn = self._connection()
+        try:
+            mine = conn.execute(
+                text("SELECT IS_USED_LOCK(:n) = CONNECTION_ID()"), {"n": self._name}
+            )
+            held = mine.scalar()
+            conn.commit()
+        except exc.DBAPIError as error:
+            held = None
+            cause: BaseException | None = error
+        else:
+            cause = None
+        if held != 1:
+            raise LockTimeout(
+                "the run lock's connection was lost during the run, so another runner may "
+                "have started; the migrations applied so far are recorded"
+            ) from cause
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        with contextlib.suppress(exc.DBAPIError):
+            conn.rollback()
+            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self._name})
+            conn.commit()
+        with contextlib.suppress(exc.DBAPIError):
+            conn.close()
+
+
+def mysql_run_holder(conn: Connection) -> str | None:
+    """Who holds the run lock of the database ``conn`` is on, or None; read-only."""
+    name = mysql_lock_name(conn)
+    who = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+    if who is None:
+        return None
+    host = conn.execute(
+        text("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = :id"), {"id": who}
+    ).scalar()
+    return f"connection {who}" + (f" from {host}" if host else "")

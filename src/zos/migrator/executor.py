@@ -102,7 +102,7 @@ class Executor:
         check = migration.check
         present: list[bool] = []
         try:
-            with self.conn.begin():
+            with self.transaction():
                 recorder.ensure_unrecorded(self.conn, migration.script.version)
                 self.run_body(migration, lambda: present.append(bool(check(self.conn))))
                 if present[0]:
@@ -201,6 +201,18 @@ class Executor:
             f"run 'zos db repair --applied {migration.script.version}' or "
             f"'zos db repair --forget {migration.script.version}'"
         )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A transaction on the run's connection whose rollback after a failure never hides
+        that failure (a connection the server dropped cannot roll back)."""
+        transaction = self.conn.begin()
+        try:
+            yield self.conn
+        except BaseException:
+            rollback_quietly(self.conn)
+            raise
+        transaction.commit()
 
     @contextlib.contextmanager
     def fresh_transaction(self) -> Iterator[Connection]:

@@ -32,7 +32,7 @@ def apply_atomically(ex: Executor, migration: LoadedMigration) -> int:
     upgrade = migration.upgrade
     with ex.dialect.foreign_keys_suspended(conn):
         try:
-            with conn.begin():
+            with ex.transaction():
                 recorder.ensure_unrecorded(conn, version)
                 ex.emit(EventKind.STARTED, migration)
                 started = time.monotonic()
@@ -51,7 +51,7 @@ def apply_atomically(ex: Executor, migration: LoadedMigration) -> int:
 def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
     conn, version = ex.conn, migration.script.version
     upgrade = migration.upgrade
-    with conn.begin():
+    with ex.transaction():
         recorder.ensure_unrecorded(conn, version)
         ex.record(migration, State.STARTED, None)
     ex.emit(EventKind.STARTED, migration)
@@ -59,7 +59,7 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
     try:
         if migration.transactional:
             # DML inside still commits together with the finishing mark.
-            with conn.begin():
+            with ex.transaction():
                 if upgrade is not None:
                     ex.run_body(migration, lambda: upgrade(conn))
                 recorder.mark_finished(conn, version, elapsed_ms(started))
@@ -67,7 +67,7 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
             with ex.dialect.autocommit(conn):
                 if upgrade is not None:
                     ex.run_body(migration, lambda: upgrade(conn), in_transaction=False)
-            with conn.begin():
+            with ex.transaction():
                 recorder.mark_finished(conn, version, elapsed_ms(started))
     except BodyFailed as failed:
         rollback_quietly(conn)
@@ -77,7 +77,7 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
 
 def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
     conn, version = ex.conn, migration.script.version
-    with conn.begin():
+    with ex.transaction():
         state = recorder.recorded_state(conn, version)
         cursor = recorder.read_cursor(conn, version)
     if state is not None and (state != State.STARTED or cursor is None):
@@ -91,14 +91,14 @@ def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
         cursor = _start(ex, migration)
     batches, backfill = migration.batches, migration.backfill
     assert batches is not None and backfill is not None
-    with conn.begin():
+    with ex.transaction():
         first = start_key(conn, batches) if cursor.last_key is None else cursor.last_key
         left = 0 if first is None else count_between(conn, batches, first)
     total = cursor.rows_done + left
     while True:
         low = cursor.last_key
         try:
-            with conn.begin():
+            with ex.transaction():
                 cursor = _reread(conn, cursor)
                 low = start_key(conn, batches) if cursor.last_key is None else cursor.last_key
                 high = None if low is None else next_high(conn, batches, low)
@@ -118,7 +118,7 @@ def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
         done = cursor.rows_done
         ex.emit(EventKind.PROGRESS, migration, rows_done=done, rows_total=max(total, done))
     duration = elapsed_ms(started)
-    with conn.begin():
+    with ex.transaction():
         recorder.mark_finished(conn, version, duration)
         recorder.drop_cursor(conn, version)
     return duration
@@ -132,7 +132,7 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
     if ex.dialect.transactional_ddl:
         with ex.dialect.foreign_keys_suspended(conn):
             try:
-                with conn.begin():
+                with ex.transaction():
                     recorder.ensure_unrecorded(conn, version)
                     ex.record(migration, State.STARTED, None)
                     if upgrade is not None:
@@ -143,11 +143,11 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
                 state = ex.rolled_back_or_marked(migration, failed)
                 raise ex.failure(migration, failed, state) from failed.error
     else:
-        with conn.begin():
+        with ex.transaction():
             recorder.ensure_unrecorded(conn, version)
             ex.record(migration, State.STARTED, None)
         try:
-            with conn.begin():
+            with ex.transaction():
                 if upgrade is not None:
                     ex.run_body(migration, lambda: upgrade(conn))
                 recorder.start_cursor(conn, version)

@@ -111,11 +111,11 @@ class PostgresDialect(ServerDialect):
 
 
 class PostgresRunLock:
-    """A transaction-level advisory lock held by an open transaction on its own connection.
+    """A session-level advisory lock on a connection of its own, kept out of any transaction.
 
-    Transaction-level rather than session-level: a transaction keeps its server connection
-    behind a transaction pooler, so the lock stays correct through PgBouncer as well, and the
-    server releases it when the connection ends. The holder's name rides in
+    Outside a transaction so that it holds back nothing: an open transaction would pin the
+    vacuum horizon for the whole run and make ``CREATE INDEX CONCURRENTLY`` wait for it
+    forever. The server releases the lock when the connection ends. The holder's name rides in
     ``application_name`` for ``status`` and waiters to read.
     """
 
@@ -125,30 +125,25 @@ class PostgresRunLock:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self.engine.connect()
-            PostgresDialect().prepare(self._conn)
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            PostgresDialect().prepare(conn)
+            self._conn = conn
         return self._conn
 
     def try_acquire(self) -> bool:
         conn = self._connection()
-        got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
-        if not got.scalar():
-            conn.rollback()
-            return False
-        self.note("")
-        return True
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar()
+        if got:
+            self.note("")
+        return bool(got)
 
     def holder(self) -> str | None:
-        conn = self._connection()
-        row = conn.execute(_PG_HOLDER, {"k": PG_LOCK_KEY}).first()
-        if not conn.in_transaction() or row is None:
-            return None
-        return describe_pg_holder(row)
+        return pg_run_holder(self._connection())
 
     def note(self, activity: str) -> None:
         name = f"zos: {activity}, {this_process()}" if activity else f"zos: {this_process()}"
         conn = self._connection()
-        conn.execute(text("SELECT set_config('application_name', :n, true)"), {"n": name[:63]})
+        conn.execute(text("SELECT set_config('application_name', :n, false)"), {"n": name[:63]})
 
     def ensure_held(self) -> None:
         try:
@@ -164,7 +159,7 @@ class PostgresRunLock:
             return
         conn, self._conn = self._conn, None
         with contextlib.suppress(exc.DBAPIError):
-            conn.rollback()  # ends the transaction, and the lock with it
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
         with contextlib.suppress(exc.DBAPIError):
             conn.close()
 

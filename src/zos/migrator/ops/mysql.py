@@ -121,6 +121,15 @@ def modified_definition(
             k = _group_end(tokens, k) + 1
         else:
             k += 1
+    # Charset and collation belong to the data type: attributes go after them.
+    after_type = max([after_type, *(end for _, end in charset)])
+    if (
+        nullable is False
+        and isinstance(default, Unchanged)
+        and default_span is not None
+        and definition[default_span[0] : default_span[1]].upper() == "DEFAULT NULL"
+    ):
+        default = None  # a NOT NULL column cannot keep DEFAULT NULL; it had no other default
     if type_sql is not None:
         edits.append((*type_span, type_sql))
         if not _TEXT_TYPES.search(type_sql):

@@ -342,10 +342,13 @@ def plan_rebuild(
         for entry in dependents
         if not (entry.type == "index" and entry.name in dropped_indexes)
     ]
-    if sequence is not None:
+    if any(c.autoincrement for column in old.columns for c in column.find("PRIMARY")):
+        # The copy set the counter to the highest rowid copied (or 0 for none); the old value
+        # may be higher (deleted rows), or absent.
         literal = "'" + old.name.replace("'", "''") + "'"
         after.append(f"DELETE FROM sqlite_sequence WHERE name = {literal}")
-        after.append(f"INSERT INTO sqlite_sequence (name, seq) VALUES ({literal}, {sequence})")
+        if sequence is not None:
+            after.append(f"INSERT INTO sqlite_sequence (name, seq) VALUES ({literal}, {sequence})")
     return Rebuild(before, tuple(_conversion_checks(old, new, temporary)), tuple(after))
 
 

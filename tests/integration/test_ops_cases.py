@@ -371,3 +371,42 @@ def test_through_zos_db_migrate_a_value_that_does_not_convert_fails_the_migratio
     assert "cannot be stored as INTEGER" in result.stderr
     assert stored_sql(engine, "v") == "CREATE TABLE v (x TEXT)"
     assert query(engine, "SELECT x FROM v") == [("abc",)]
+
+
+TRIGGERS = {
+    "sqlite": [
+        "CREATE TRIGGER keep AFTER INSERT ON p BEGIN INSERT INTO audit VALUES (NEW.score); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION keep_score() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN INSERT INTO audit VALUES (NEW.score); RETURN NEW; END $$",
+        "CREATE TRIGGER keep AFTER INSERT ON p FOR EACH ROW EXECUTE FUNCTION keep_score()",
+    ],
+    "mariadb": [
+        "CREATE TRIGGER keep AFTER INSERT ON p FOR EACH ROW INSERT INTO audit VALUES (NEW.score)"
+    ],
+}
+
+
+def test_dropping_a_column_that_a_view_or_trigger_reads_is_refused_on_every_backend(
+    backend: Backend, engine: Engine
+) -> None:
+    run(
+        engine,
+        "CREATE TABLE p (id INT PRIMARY KEY, score INT, note VARCHAR(10))",
+        "CREATE TABLE audit (score INT)",
+        "CREATE INDEX ix_score ON p (score)",
+        "CREATE VIEW high AS SELECT id FROM p WHERE score > 10",
+        "INSERT INTO p VALUES (1, 20, 'a')",
+    )
+    # PostgreSQL refuses the view itself ("other objects depend on it"); zos refuses elsewhere.
+    refusal = exc.DBAPIError if backend.name == "postgresql" else ops.Refused
+    with pytest.raises(refusal), migration_transaction(engine) as conn:
+        ops.drop_column(conn, "p", "score")
+    run(engine, "DROP VIEW high", *TRIGGERS[backend.name])
+    with pytest.raises(ops.Refused, match="trigger keep"), migration_transaction(engine) as conn:
+        ops.drop_column(conn, "p", "score")
+    assert query(engine, "SELECT id, score, note FROM p") == [(1, 20, "a")]
+    with migration_transaction(engine) as conn:
+        ops.drop_column(conn, "p", "note")  # read by neither
+    assert query(engine, "SELECT * FROM p") == [(1, 20)]

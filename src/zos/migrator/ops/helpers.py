@@ -12,7 +12,15 @@ from sqlalchemy.schema import CreateColumn, DefaultClause
 from sqlalchemy.types import TypeEngine
 
 from zos.migrator.ops import mysql, postgresql, sqlite, sqlite_rebuild
-from zos.migrator.ops.common import UNCHANGED, Unchanged, backend, execute, quote, quote_all
+from zos.migrator.ops.common import (
+    UNCHANGED,
+    Refused,
+    Unchanged,
+    backend,
+    execute,
+    quote,
+    quote_all,
+)
 from zos.migrator.ops.sqlite_text import quote_name
 
 # SQLite's ADD COLUMN refuses a default that is not a constant: CURRENT_TIME/DATE/TIMESTAMP or
@@ -57,6 +65,7 @@ def drop_column(conn: Connection, table: str, name: str) -> None:
     if kind == "sqlite":
         sqlite.drop_column(conn, table, name)
         return
+    _refuse_if_read_elsewhere(conn, kind, table, name)
     changes = [f"DROP COLUMN {quote(conn, name)}"]
     if kind == "mysql":
         # MariaDB/MySQL would narrow an index instead, and refuse a column with a foreign key.
@@ -71,6 +80,38 @@ def drop_column(conn: Connection, table: str, name: str) -> None:
             if name in index["column_names"]
         ]
     _alter(conn, table, ", ".join(changes))
+
+
+# Views and triggers that read a column, as each server reports them. MariaDB lets a column a
+# view or trigger reads be dropped (leaving them broken), and PostgreSQL does not see inside a
+# trigger function; both are refused here, as on SQLite.
+_READERS = {
+    "mysql": (
+        "SELECT 'view', TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
+        " WHERE TABLE_SCHEMA = DATABASE()"
+        " UNION ALL SELECT 'trigger', TRIGGER_NAME, ACTION_STATEMENT"
+        " FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+        " AND EVENT_OBJECT_TABLE = %(table)s"
+    ),
+    "postgresql": (
+        "SELECT 'trigger', t.tgname, p.prosrc FROM pg_trigger t JOIN pg_proc p"
+        " ON p.oid = t.tgfoid WHERE t.tgrelid = to_regclass(%(quoted)s) AND NOT t.tgisinternal"
+    ),
+}
+
+
+def _refuse_if_read_elsewhere(conn: Connection, kind: str, table: str, name: str) -> None:
+    column = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])", re.IGNORECASE)
+    qualified = f"`{table}`.`{name}`".lower()
+    readers = conn.exec_driver_sql(_READERS[kind], {"table": table, "quoted": quote(conn, table)})
+    for what, reader, sql in readers:
+        text = str(sql or "")
+        reads = qualified in text.lower() if what == "view" else bool(column.search(text))
+        if reads:
+            raise Refused(
+                f"column {name} of {table} is used by {what} {reader}; drop or change the "
+                f"{what} first"
+            )
 
 
 def rename_column(conn: Connection, table: str, old: str, new: str) -> None:

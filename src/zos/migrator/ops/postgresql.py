@@ -47,12 +47,26 @@ def alter_column(
         with conn.begin_nested():
             execute(conn, statement)
     except exc.ProgrammingError as error:
+        _refuse_unconvertible_default(name, type_sql, error)
         if "cannot be cast automatically" not in str(error):
             raise
         # No assignment cast exists (text to integer, say). The round trip above proved that
         # the explicit cast changes no value, so it may be written out.
         using = f"{target} TYPE {type_sql} USING CAST({column} AS {type_sql})"
-        execute(conn, statement.replace(f"{target} TYPE {type_sql}", using, 1))
+        try:
+            with conn.begin_nested():
+                execute(conn, statement.replace(f"{target} TYPE {type_sql}", using, 1))
+        except exc.ProgrammingError as again:
+            _refuse_unconvertible_default(name, type_sql, again)
+            raise
+
+
+def _refuse_unconvertible_default(name: str, type_sql: str, error: exc.ProgrammingError) -> None:
+    if "default for column" in str(error):
+        raise Refused(
+            f"column {name}'s default cannot be converted to {type_sql}; "
+            "give alter_column a server_default for the new type too"
+        ) from error
 
 
 def _refuse_lossy_conversion(conn: Connection, table: str, name: str, type_sql: str) -> None:

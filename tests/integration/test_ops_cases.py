@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, Integer, String, exc
+from sqlalchemy import Column, Connection, Engine, Integer, String, exc, text
 
 from tests.conftest import Backend, MakeMigrations, run_cli
 from zos.database import set_foreign_keys
@@ -248,10 +248,11 @@ def test_percent_signs_in_a_check_and_a_default_reach_the_database(
     with migration_transaction(engine) as conn:
         ops.add_check(conn, "codes", "ck_code", "code LIKE 'a%'")
         ops.alter_column(conn, "codes", "rate", server_default="'100%'")
+        ops.add_column(conn, "codes", Column("unit", String(10), server_default="5%"))
     run(engine, "INSERT INTO codes (id, code) VALUES (2, 'a2')")
-    assert query(engine, "SELECT id, code, rate FROM codes ORDER BY id") == [
-        (1, "a1", None),
-        (2, "a2", "100%"),
+    assert query(engine, "SELECT id, code, rate, unit FROM codes ORDER BY id") == [
+        (1, "a1", None, "5%"),
+        (2, "a2", "100%", "5%"),
     ]
     with pytest.raises(exc.DBAPIError):
         run(engine, "INSERT INTO codes (id, code) VALUES (3, 'b')")
@@ -410,3 +411,17 @@ def test_dropping_a_column_that_a_view_or_trigger_reads_is_refused_on_every_back
     with migration_transaction(engine) as conn:
         ops.drop_column(conn, "p", "note")  # read by neither
     assert query(engine, "SELECT * FROM p") == [(1, 20)]
+
+
+def test_a_text_default_whose_colon_sqlalchemy_would_drop_is_refused(
+    backend: Backend, engine: Engine
+) -> None:
+    run(engine, "CREATE TABLE docs (id INT PRIMARY KEY)")
+    column = Column("doc", String(20), server_default=text("'{\"v\":1}'"))
+    with pytest.raises(ops.Refused, match=r":1"), migration_transaction(engine) as conn:
+        ops.add_column(conn, "docs", column)
+    escaped = Column("doc", String(20), server_default=text("'{\"v\"\\:1}'"))
+    with migration_transaction(engine) as conn:
+        ops.add_column(conn, "docs", escaped)
+    run(engine, "INSERT INTO docs (id) VALUES (1)")
+    assert query(engine, "SELECT doc FROM docs") == [('{"v":1}',)]

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, inspect
 from sqlalchemy.schema import CreateColumn, DefaultClause
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
 
 from zos.migrator.ops import mysql, postgresql, sqlite, sqlite_rebuild
@@ -41,17 +42,30 @@ def add_column(conn: Connection, table: str, column: Column[Any]) -> None:
 
     Raises:
         ValueError: the column carries a key, unique, index or foreign key.
+        Refused: its ``server_default`` is a ``text()`` in which SQLAlchemy took ``:name``
+            for a parameter (it would be written as NULL).
     """
     if column.primary_key or column.unique or column.index or column.foreign_keys:
         raise ValueError(
             f"add column {column.name} without primary key, unique, index or foreign key, "
             "then add those with add_unique, add_foreign_key or CREATE INDEX"
         )
+    default = column.server_default
+    arg = default.arg if isinstance(default, DefaultClause) else None
+    # No public accessor: the parameters text() found (":name") in the SQL it was given.
+    if isinstance(arg, TextClause) and arg._bindparams:
+        raise Refused(
+            f"column {column.name}'s server_default text() holds "
+            f"{', '.join(':' + n for n in arg._bindparams)}, which SQLAlchemy would replace "
+            "with NULL; write it as '\\:' in text(), or pass a plain string"
+        )
     definition = str(CreateColumn(column).compile(dialect=conn.dialect)).strip()
     if backend(conn) == "sqlite" and not _sqlite_can_add(conn, column):
         sqlite.rebuild(conn, table, lambda old: sqlite_rebuild.add_column(old, definition))
         return
-    _alter(conn, table, f"ADD COLUMN {definition}")
+    # SQLAlchemy doubles "%" in what it compiles for drivers with format placeholders
+    # (psycopg, pymysql); sent with the driver's placeholder processing, it is undone.
+    conn.exec_driver_sql(f"ALTER TABLE {quote(conn, table)} ADD COLUMN {definition}")
 
 
 def drop_column(conn: Connection, table: str, name: str) -> None:

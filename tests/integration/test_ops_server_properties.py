@@ -153,7 +153,7 @@ def test_a_random_change_on_a_server_is_exact_or_leaves_the_table_as_it_was(
 ) -> None:
     engine = server_backend.engine()
     dialect = server_backend.name
-    outcomes_before = sum(OUTCOMES.values())
+    OUTCOMES.clear()
 
     @settings(
         derandomize=True,
@@ -169,5 +169,4 @@ def test_a_random_change_on_a_server_is_exact_or_leaves_the_table_as_it_was(
         one()
     finally:
         engine.dispose()
-        print(f"\n{dialect} property examples: {sum(OUTCOMES.values()) - outcomes_before}"
-              f" {dict(OUTCOMES)}")  # fmt: skip
+        print(f"\n{dialect} property examples: {sum(OUTCOMES.values())} {dict(OUTCOMES)}")

@@ -23,7 +23,8 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from zos.config import Settings
 from zos.database import get_engine, set_foreign_keys
 from zos.migrator import ops
-from zos.migrator.ops.sqlite_text import parse_table, quote_name
+from zos.migrator.ops.sqlite_text import parse_table
+from zos.migrator.ops.sqlite_tokens import quote_name
 
 EXAMPLES = 400
 OUTCOMES: Counter[str] = Counter()

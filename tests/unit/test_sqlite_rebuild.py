@@ -18,7 +18,8 @@ from zos.migrator.ops.sqlite_rebuild import (
     drop_constraint,
     plan_rebuild,
 )
-from zos.migrator.ops.sqlite_text import DefinitionUnreadable, parse_table, tokenize
+from zos.migrator.ops.sqlite_text import parse_table
+from zos.migrator.ops.sqlite_tokens import DefinitionUnreadable, tokenize
 
 AWKWARD = (
     'CREATE TABLE "Odd ""T""" (\n'

@@ -1,8 +1,8 @@
 """Schema changes for migrations (``from zos.migrator import ops``): re-exports only.
 
-``helpers`` holds the public functions; ``sqlite_text`` and ``sqlite_rebuild`` are the pure
-reading and statement-building halves of the SQLite rebuild, ``sqlite``, ``postgresql`` and
-``mysql`` what each backend runs.
+``helpers`` holds the public functions; ``sqlite_tokens``, ``sqlite_text``, ``sqlite_rebuild``
+and ``sqlite_checks`` are the pure reading and statement-building half of the SQLite rebuild,
+``sqlite``, ``postgresql`` and ``mysql`` what each backend runs.
 """
 
 from zos.migrator.ops.common import UNCHANGED, Refused
@@ -18,7 +18,7 @@ from zos.migrator.ops.helpers import (
     drop_unique,
     rename_column,
 )
-from zos.migrator.ops.sqlite_text import DefinitionUnreadable
+from zos.migrator.ops.sqlite_tokens import DefinitionUnreadable
 
 __all__ = [
     "UNCHANGED",

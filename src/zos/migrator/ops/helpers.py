@@ -22,7 +22,7 @@ from zos.migrator.ops.common import (
     quote,
     quote_all,
 )
-from zos.migrator.ops.sqlite_text import quote_name
+from zos.migrator.ops.sqlite_tokens import quote_name
 
 # SQLite's ADD COLUMN refuses a default that is not a constant: CURRENT_TIME/DATE/TIMESTAMP or
 # an expression in parentheses.

@@ -10,13 +10,9 @@ from sqlalchemy import Connection
 
 from zos.migrator.ops import sqlite_rebuild as plan
 from zos.migrator.ops.common import Refused, execute, quote
-from zos.migrator.ops.sqlite_text import (
-    DefinitionUnreadable,
-    TableDefinition,
-    mentions,
-    parse_table,
-    same_name,
-)
+from zos.migrator.ops.sqlite_checks import check_reading
+from zos.migrator.ops.sqlite_text import TableDefinition, parse_table
+from zos.migrator.ops.sqlite_tokens import DefinitionUnreadable, mentions, same_name
 
 _NATIVE_DROP_COLUMN = (3, 35)
 
@@ -45,7 +41,7 @@ def read_table(conn: Connection, table: str) -> TableDefinition:
             "change it by hand"
         ) from exc
     rows = conn.exec_driver_sql(f"PRAGMA table_xinfo({quote(conn, str(name))})").all()
-    plan.check_reading(definition, [tuple(row) for row in rows])
+    check_reading(definition, [tuple(row) for row in rows])
     return definition
 
 

@@ -89,15 +89,7 @@ def modified_definition(
     """
     tokens = _tokens(definition)
     edits: list[tuple[int, int, str]] = []
-    k = 1
-    type_end = 1
-    while k < len(tokens) and tokens[k].upper not in _ATTRIBUTES:
-        if tokens[k].text == "(":
-            k = _group_end(tokens, k)
-        k += 1
-        type_end = k
-    if type_end == 1:
-        raise Refused(f"no data type in the column definition {definition!r}")
+    type_end = _type_end(tokens, definition)
     type_span = (tokens[1].start, tokens[type_end - 1].end)
     after_type = type_span[1]
     null_span: tuple[int, int] | None = None
@@ -154,6 +146,24 @@ def modified_definition(
     return definition
 
 
+def _type_end(tokens: list[_Token], definition: str) -> int:
+    """The index of the first token after the data type (the name is token 0)."""
+    k = 1
+    while k < len(tokens) and tokens[k].upper not in _ATTRIBUTES:
+        if tokens[k].text == "(":
+            k = _group_end(tokens, k)
+        k += 1
+    if k == 1:
+        raise Refused(f"no data type in the column definition {definition!r}")
+    return k
+
+
+def declared_type(definition: str) -> str:
+    """The data type of a column definition, as written (``decimal(8,2) unsigned``)."""
+    tokens = _tokens(definition)
+    return definition[tokens[1].start : tokens[_type_end(tokens, definition) - 1].end]
+
+
 def _group_end(tokens: list[_Token], k: int) -> int:
     depth = 0
     for j in range(k, len(tokens)):
@@ -190,4 +200,36 @@ def alter_column(
     create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quote(conn, table)}").one()[1]
     current = column_definition(str(create), name)
     changed = modified_definition(current, type_sql=type_sql, nullable=nullable, default=default)
+    if type_sql is not None:
+        _refuse_lossy_conversion(conn, table, name, declared_type(current), type_sql)
     execute(conn, f"ALTER TABLE {quote(conn, table)} MODIFY COLUMN {changed}")
+
+
+def _refuse_lossy_conversion(
+    conn: Connection, table: str, name: str, old_type: str, type_sql: str
+) -> None:
+    """Refuse a type change that would round or cut a value: MariaDB rounds DECIMAL 3.75 to
+    INT 4 with only a note, even in strict mode. Each value is stored in a temporary table in
+    both types (strict mode, so what cannot be stored fails there) and the two compared.
+    Creating and dropping a TEMPORARY table does not commit (MariaDB: implicit commit)."""
+    scratch = quote(conn, "_zos_conversion_check")
+    execute(conn, f"CREATE TEMPORARY TABLE {scratch} (old_value {old_type}, new_value {type_sql})")
+    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
+    try:
+        execute(conn, "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')")
+        column = quote(conn, name)
+        execute(
+            conn,
+            f"INSERT INTO {scratch} (old_value, new_value)"
+            f" SELECT {column}, {column} FROM {quote(conn, table)}",
+        )
+        changed = execute(
+            conn, f"SELECT count(*) FROM {scratch} WHERE NOT (old_value <=> new_value)"
+        ).scalar()
+    finally:
+        conn.exec_driver_sql("SET SESSION sql_mode = %(mode)s", {"mode": mode})
+        execute(conn, f"DROP TEMPORARY TABLE {scratch}")
+    if changed:
+        raise Refused(
+            f"column {name}: {changed} value(s) would change when converted to {type_sql}"
+        )

@@ -429,3 +429,38 @@ def test_a_text_default_whose_colon_sqlalchemy_would_drop_is_refused(
         ops.add_column(conn, "docs", escaped)
     run(engine, "INSERT INTO docs (id) VALUES (1)")
     assert query(engine, "SELECT doc FROM docs") == [('{"v":1}',)]
+
+
+def test_renaming_a_column_carries_its_readers_along_or_is_refused(
+    backend: Backend, engine: Engine
+) -> None:
+    """SQLite renames the column inside views and triggers, PostgreSQL inside views; what
+    would keep the old name (a PostgreSQL trigger function, a MariaDB view or trigger) is
+    refused with nothing changed."""
+    run(
+        engine,
+        "CREATE TABLE p (id INT PRIMARY KEY, score INT, note VARCHAR(10))",
+        "CREATE TABLE audit (score INT)",
+        "CREATE VIEW high AS SELECT id, score FROM p WHERE score > 10",
+        "INSERT INTO p VALUES (1, 20, 'a')",
+    )
+    if backend.name == "mariadb":
+        with pytest.raises(ops.Refused, match="view high"), migration_transaction(engine) as conn:
+            ops.rename_column(conn, "p", "score", "points")
+        run(engine, "DROP VIEW high")
+    else:
+        with migration_transaction(engine) as conn:
+            ops.rename_column(conn, "p", "score", "points")
+        assert query(engine, "SELECT id FROM high") == [(1,)]
+        with migration_transaction(engine) as conn:
+            ops.rename_column(conn, "p", "points", "score")
+    run(engine, *TRIGGERS[backend.name])
+    if backend.name == "sqlite":
+        with migration_transaction(engine) as conn:
+            ops.rename_column(conn, "p", "score", "points")
+        run(engine, "INSERT INTO p VALUES (2, 30, 'b')")
+        assert query(engine, "SELECT score FROM audit") == [(30,)]
+    else:
+        with pytest.raises(ops.Refused, match="trigger keep"), migration_transaction(engine) as c:
+            ops.rename_column(c, "p", "score", "points")
+        assert query(engine, "SELECT id, score FROM p") == [(1, 20)]

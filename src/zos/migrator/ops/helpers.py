@@ -129,7 +129,16 @@ def _refuse_if_read_elsewhere(conn: Connection, kind: str, table: str, name: str
 
 
 def rename_column(conn: Connection, table: str, old: str, new: str) -> None:
-    """Rename a column; its indexes, constraints, views and triggers follow (SQLite 3.25+)."""
+    """Rename a column; its indexes and constraints follow, and on SQLite (3.25+) its views
+    and triggers too, as PostgreSQL's views do.
+
+    Raises:
+        Refused: (PostgreSQL, MariaDB) a trigger reads the column, or (MariaDB) a view does:
+            those would keep the old name and break.
+    """
+    kind = backend(conn)
+    if kind != "sqlite":
+        _refuse_if_read_elsewhere(conn, kind, table, old)
     _alter(conn, table, f"RENAME COLUMN {quote(conn, old)} TO {quote(conn, new)}")
 
 

@@ -192,3 +192,13 @@ def test_a_mariadb_column_keeps_every_attribute_it_was_not_asked_to_change() -> 
     assert modified_definition(at, type_sql=None, nullable=None, default="'2020-01-01'") == (
         "`at` timestamp NOT NULL DEFAULT '2020-01-01' ON UPDATE current_timestamp()"
     )
+
+
+def test_what_sqlite_would_reject_in_the_new_table_is_refused_with_a_reason() -> None:
+    counted = parse_table("CREATE TABLE a (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)")
+    with pytest.raises(Refused, match="AUTOINCREMENT"):
+        alter_column(counted, "id", type_sql="TEXT")
+    keyed = parse_table("CREATE TABLE k (a TEXT, b INT, PRIMARY KEY (a)) WITHOUT ROWID")
+    with pytest.raises(Refused, match="WITHOUT ROWID"):
+        drop_column(keyed, "a")
+    assert drop_column(keyed, "b") == "CREATE TABLE k (a TEXT, PRIMARY KEY (a)) WITHOUT ROWID"

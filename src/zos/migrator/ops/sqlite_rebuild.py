@@ -111,6 +111,9 @@ def alter_column(
     column = _column(table, name)
     edits: list[tuple[Span, str]] = []
     append: list[str] = []
+    counted = any(c.autoincrement for c in column.find("PRIMARY"))
+    if counted and type_sql is not None and type_sql.upper() != "INTEGER":
+        raise Refused(f"column {name} is AUTOINCREMENT, which SQLite allows on INTEGER only")
     if type_sql is not None and type_sql != column.type_text:
         if column.type_span is not None:
             edits.append((column.type_span, type_sql))
@@ -188,6 +191,12 @@ def drop_column(table: TableDefinition, name: str) -> str:
         Refused: a CHECK or a generated column of the table reads the column.
     """
     column = _column(table, name)
+    keyed = column.find("PRIMARY") or any(
+        c.kind == "PRIMARY" and any(same_name(used, name) for used in c.names)
+        for c in table.constraints
+    )
+    if keyed and table.without_rowid:
+        raise Refused(f"column {name} is in the primary key a WITHOUT ROWID table must keep")
     edits = [(_item_removal(table, column.span), "")]
     for other in table.columns:
         for constraint in other.constraints:

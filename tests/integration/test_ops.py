@@ -324,12 +324,13 @@ def test_making_messages_content_nullable_keeps_every_row_child_and_index(
     assert orphans(db) == []
     if backend.name == "sqlite":
         # The documented rebuild, with the rows copied by column name.
-        names = ", ".join(column.name for column in T["messages"].c)
+        # The rowids are copied too: messages has no INTEGER PRIMARY KEY.
+        names = ", ".join(["rowid", *(f'"{column.name}"' for column in T["messages"].c)])
         rebuild = ddl_on(statements, "_zos_rebuild_messages")
-        assert rebuild[0].startswith("CREATE TABLE _zos_rebuild_messages (")
+        assert rebuild[0].startswith('CREATE TABLE "_zos_rebuild_messages" (')
         assert rebuild[1:] == [
-            f"INSERT INTO _zos_rebuild_messages ({names}) SELECT {names} FROM messages",
-            "ALTER TABLE _zos_rebuild_messages RENAME TO messages",
+            f'INSERT INTO "_zos_rebuild_messages" ({names}) SELECT {names} FROM "messages"',
+            'ALTER TABLE "_zos_rebuild_messages" RENAME TO "messages"',
         ]
     insert_row(db, "messages", message(99_999, content=None))
     assert refused(db, "reactions", reaction(99_998))  # children still point at messages
@@ -482,7 +483,7 @@ def test_a_not_null_column_without_a_constant_default_is_added_by_a_rebuild_on_s
     after = db.rows("draft_history")
     assert [{k: v for k, v in row.items() if k != "stamp"} for row in after] == before
     assert all(row["stamp"] for row in after)
-    rebuilt = any(s.startswith("CREATE TABLE _zos_rebuild_draft_history") for s in statements)
+    rebuilt = any(s.startswith('CREATE TABLE "_zos_rebuild_draft_history"') for s in statements)
     assert rebuilt == (backend.name == "sqlite")
 
 
@@ -533,8 +534,8 @@ def test_dropping_an_indexed_column_drops_its_index_on_every_backend(
         {k: v for k, v in row.items() if k != "thread_id"} for row in before
     ]
     assert indexes(db, "draft_history") == []
-    rebuilt = any(s.startswith("CREATE TABLE _zos_rebuild_draft_history") for s in statements)
-    assert rebuilt == (backend.name == "sqlite")
+    # SQLite drops the index first, as PostgreSQL does by itself, so no rebuild is needed.
+    assert not any("_zos_rebuild_" in s for s in statements)
     assert db.drift() == [
         "table draft_history: column thread_id is missing from the database",
         "table draft_history: index ix_draft_history_channel_thread_created"

@@ -126,7 +126,7 @@ def _backfill_problems(
     assigned: dict[str, ast.expr], bound: dict[str, int], values: dict[str, object]
 ) -> list[str]:
     if ("BATCHES" in bound) != ("backfill" in bound):
-        return ["a backfill needs both BATCHES = Batches(...) and def backfill(conn, low, high)"]
+        return ["a backfill needs both BATCHES = Batches(...) and backfill(conn, low, high)"]
     if "BATCHES" not in bound:
         return []
     batches = assigned.get("BATCHES")

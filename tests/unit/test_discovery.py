@@ -359,3 +359,31 @@ def test_a_broken_helper_is_the_migrations_import_problem(make_migrations: MakeM
     )
     _, problems = load_migrations(discover_migrations(folder))
     assert problems == ["001_one.py: fails to import: RuntimeError: no"]
+
+
+def test_status_and_the_guard_check_every_file_without_importing_sqlalchemy(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = make_migrations(
+        {
+            "001_one.py": "from sqlalchemy import text\n" + migration(1, "One"),
+            "002_bad.py": "VERSION = 2\nDESCRIPTION = ''\n",
+        }
+    )
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from zos import migrator\n"
+        "from zos.config import Settings\n"
+        f"settings = Settings(database={{'url': 'sqlite:///{tmp_path / 'x.db'}'}},\n"
+        f"                    migrations_dir=Path({str(folder)!r}))\n"
+        "report = migrator.status(settings)\n"
+        "try:\n"
+        "    migrator.ensure_schema_current(settings)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "print(len(report.problems), 'sqlalchemy' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == ["SchemaNotCurrent", "1 False"]

@@ -45,7 +45,7 @@ def status(report: StatusReport) -> None:
     if plan.pending:
         click.echo(f"Pending migrations: {len(plan.pending)}")
         for script in plan.pending:
-            described = descriptions.get(script.version, f"({script.name} is invalid; see the problems)")
+            described = descriptions.get(script.version, f"({script.name} is invalid)")
             click.echo(f"  {script.version}: {described}")
     else:
         click.echo("No pending migrations")

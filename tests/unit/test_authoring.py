@@ -49,6 +49,15 @@ def test_the_new_file_is_a_valid_migration_that_refuses_to_run_until_written(
         loaded[0].upgrade(None)  # type: ignore[arg-type]
 
 
+def test_a_description_with_control_characters_is_refused(
+    make_migrations: MakeMigrations,
+) -> None:
+    folder = make_migrations({})
+    with pytest.raises(UsageError, match="holds control characters"):
+        new_migration(folder, "Red \x1b[31m text")
+    assert list(folder.iterdir()) == []
+
+
 def test_a_description_without_letters_or_digits_is_refused(
     make_migrations: MakeMigrations,
 ) -> None:
@@ -99,7 +108,6 @@ def test_the_command_refuses_an_empty_slug_with_exit_2(make_migrations: MakeMigr
         "Names "
         + "\N{ARABIC LIGATURE UIGHUR KIRGHIZ YEH WITH HAMZA ABOVE WITH ALEF MAKSURA ISOLATED FORM}"
         * 3,
-        "Control \x1b[31m characters \x7f",
     ],
     ids=[
         "plain",
@@ -109,7 +117,6 @@ def test_the_command_refuses_an_empty_slug_with_exit_2(make_migrations: MakeMigr
         "long",
         "one-word",
         "long-names",
-        "ctl",
     ],
 )
 def test_the_skeleton_passes_ruff_check_and_format_as_written_and_keeps_the_description(

@@ -214,6 +214,8 @@ UPGRADE = "\n\ndef upgrade(conn):\n    pass\n"
         ("VERSION = 1\nDESCRIPTION = '  '" + UPGRADE, "DESCRIPTION must be a non-empty string"),
         ("VERSION = 1\nDESCRIPTION = 'x'.upper()" + UPGRADE, "DESCRIPTION must be a non-empty"),
         ("VERSION: int\nDESCRIPTION = 'One'" + UPGRADE, "does not define VERSION"),
+        ("VERSION = 1\nDESCRIPTION = 'a\\x1b[2Jb'" + UPGRADE, "DESCRIPTION must be printable"),
+        ("VERSION = 1\nDESCRIPTION = 'a\\ud800'" + UPGRADE, "DESCRIPTION must be printable"),
         (HEAD + "TRANSACTIONAL = 0" + UPGRADE, "TRANSACTIONAL must be True or False"),
         (HEAD + "\n\nasync def upgrade(conn):\n    pass\n", "upgrade must be a function defined"),
         (HEAD + "upgrade = print\n", "upgrade must be a function defined with def"),

@@ -49,8 +49,9 @@ def new_migration(directory: Path, description: str, *, checkout_only: bool = Fa
     the next install and never reaches version control.
 
     Raises:
-        UsageError: the description gives an empty slug, the file exists already, the folder
-            is missing or inside an installed package, or the next number is too big.
+        UsageError: the description gives an empty slug or holds control characters, the file
+            exists already, the folder is missing or inside an installed package, or the next
+            number is too big.
         MigrationFileError: the file cannot be written.
     """
     description = " ".join(description.split())
@@ -59,6 +60,8 @@ def new_migration(directory: Path, description: str, *, checkout_only: bool = Fa
         raise UsageError(
             f"description {description!r} has no letters or digits to name the file after"
         )
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in description):
+        raise UsageError(f"description {description!r} holds control characters")
     if not directory.is_dir():
         raise UsageError(f"migrations folder {directory} does not exist")
     if checkout_only and source_checkout(directory) is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from types import CodeType
 
@@ -113,6 +114,9 @@ def _check(tree: ast.Module, version: int) -> tuple[list[str], dict[str, object]
     text = values.get("DESCRIPTION")
     if "DESCRIPTION" in assigned and not (isinstance(text, str) and text.strip()):
         problems.append("DESCRIPTION must be a non-empty string literal")
+    elif isinstance(text, str) and any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        # Shown on terminals and stored by every driver: no escape sequences, no lone surrogates.
+        problems.append("DESCRIPTION must be printable text (no control characters)")
     if "TRANSACTIONAL" in assigned and not isinstance(values["TRANSACTIONAL"], bool):
         problems.append("TRANSACTIONAL must be True or False")
     for name in _FUNCTIONS:

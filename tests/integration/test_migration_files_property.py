@@ -40,7 +40,13 @@ DESCRIPTIONS = (
         "DESCRIPTION: str = 'Caf\u00e9 \u2013 \U0001f642'",
         "DESCRIPTION = ('Split '\n    'parts')",
     ],
-    ["DESCRIPTION = ''", "DESCRIPTION = 'x'.upper()", "", "DESCRIPTION: str"],
+    [
+        "DESCRIPTION = ''",
+        "DESCRIPTION = 'x'.upper()",
+        "",
+        "DESCRIPTION: str",
+        "DESCRIPTION = 'a\\x1bb'",
+    ],
 )
 BODIES = (
     [

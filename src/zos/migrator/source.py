@@ -26,7 +26,7 @@ class SourceFacts:
     """A migration file read statically: valid when ``problems`` is empty."""
 
     checksum: str  # sha256 of the canonical form of its syntax tree (see canonical_checksum)
-    legacy_checksum: str  # sha256 of its bytes, CRLF and BOM normalised (records before 0.2)
+    legacy_checksum: str  # sha256 of its bytes, CRLF and BOM normalised (older records)
     description: str  # DESCRIPTION with whitespace collapsed; "" when invalid
     transactional: bool
     code: CodeType | None  # compiled from exactly the bytes hashed; None when invalid

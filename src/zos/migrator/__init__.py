@@ -131,6 +131,7 @@ def status(settings: Settings) -> StatusReport:
     Raises:
         ConfigError, DatabaseUnavailable: the database cannot be used.
         MigrationFileError: the migration folder does not exist.
+        MigrationHistoryError: a _schema_version row holds a value zos never writes.
     """
     scripts, file_problems = find_migrations(migrations_directory(settings))
     recorded = read_history(settings)
@@ -146,6 +147,7 @@ def history(settings: Settings) -> list[HistoryEntry]:
     Raises:
         ConfigError, DatabaseUnavailable: the database cannot be used.
         MigrationFileError: the migration folder does not exist.
+        MigrationHistoryError: a _schema_version row holds a value zos never writes.
     """
     scripts, _ = find_migrations(migrations_directory(settings))
     by_version = {script.version: script for script in scripts}
@@ -177,6 +179,7 @@ def ensure_schema_current(settings: Settings) -> None:
         SchemaNotCurrent: migrations are pending, the database is newer than the code, a
             migration is unfinished, or an applied migration file changed or went missing.
         ConfigError, DatabaseUnavailable: the database cannot be used.
+        MigrationHistoryError: a _schema_version row holds a value zos never writes.
     """
     plan, problems = current_plan(settings)
     if plan.pending:

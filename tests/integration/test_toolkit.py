@@ -23,7 +23,7 @@ def test_history_lists_each_applied_migration_with_its_file_state(
 ) -> None:
     folder = five_migrations(make_migrations)
     cli(backend, "db", "migrate", "--target", "3", migrations=folder)
-    (folder / "002_thing_2.py").write_text((folder / "002_thing_2.py").read_text() + "# edit\n")
+    (folder / "002_thing_2.py").write_text((folder / "002_thing_2.py").read_text() + "EDITED = 1\n")
     (folder / "003_thing_3.py").unlink()
     code, out, _ = cli(backend, "db", "history", migrations=folder)
     assert code == 0
@@ -42,7 +42,7 @@ def test_history_json_has_the_documented_fields(
 ) -> None:
     folder = five_migrations(make_migrations)
     cli(backend, "db", "migrate", "--target", "2", migrations=folder)
-    (folder / "002_thing_2.py").write_text("# edited\n" + (folder / "002_thing_2.py").read_text())
+    (folder / "002_thing_2.py").write_text("EDITED = 1\n" + (folder / "002_thing_2.py").read_text())
     code, out, _ = cli(backend, "db", "history", "--json", migrations=folder)
     entries = json.loads(out)
     assert code == 0
@@ -124,7 +124,7 @@ def test_dry_run_refuses_an_invalid_history_like_migrate(
 ) -> None:
     folder = five_migrations(make_migrations)
     cli(backend, "db", "migrate", "--target", "2", migrations=folder)
-    (folder / "001_thing_1.py").write_text((folder / "001_thing_1.py").read_text() + "#\n")
+    (folder / "001_thing_1.py").write_text((folder / "001_thing_1.py").read_text() + "EDITED = 1\n")
     code, _, err = cli(backend, "db", "migrate", "--dry-run", migrations=folder)
     assert code == 1 and "001_thing_1.py was changed after it was applied" in err
 
@@ -213,7 +213,7 @@ def test_the_start_up_guard_passes_only_on_a_current_database(
     migrator.migrate(settings)
     migrator.ensure_schema_current(settings)
 
-    (folder / "002_thing_2.py").write_text((folder / "002_thing_2.py").read_text() + "#\n")
+    (folder / "002_thing_2.py").write_text((folder / "002_thing_2.py").read_text() + "EDITED = 1\n")
     with pytest.raises(SchemaNotCurrent, match=r"002_thing_2\.py was changed after it was applied"):
         migrator.ensure_schema_current(settings)
 
@@ -225,7 +225,7 @@ def test_the_start_up_guard_passes_only_on_a_current_database(
 def test_the_start_up_guard_imports_no_migration_module(
     backend: Backend, make_migrations: MakeMigrations
 ) -> None:
-    folder = make_migrations({"001_boom.py": "raise SystemExit('imported!')\n"})
+    folder = make_migrations({"001_boom.py": migration(1, "Boom") + "raise SystemExit('!')\n"})
     with pytest.raises(SchemaNotCurrent, match="1 migration"):
         migrator.ensure_schema_current(backend.settings(folder))
 
@@ -299,7 +299,7 @@ def test_check_reports_pending_and_edited_migrations(
 
     folder = make_migrations(
         {
-            "001_initial.py": (REAL_MIGRATIONS / "001_initial.py").read_text() + "# edited\n",
+            "001_initial.py": (REAL_MIGRATIONS / "001_initial.py").read_text() + "EDITED = 1\n",
             "002_more.py": migration(2, "More"),
         }
     )

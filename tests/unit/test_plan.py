@@ -73,8 +73,31 @@ def test_an_unapplied_migration_below_the_head_is_out_of_order() -> None:
 def test_a_gap_in_the_numbering_is_allowed_and_shown() -> None:
     plan = build_plan([script(1), script(2), script(5)], [row(1)])
     assert plan.problems == ()
-    assert plan.gaps == (3, 4)
+    assert plan.gaps == ((3, 4),)
     assert versions(plan.pending) == [2, 5]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "gaps"),
+    [
+        ([1, 2, 3], ()),
+        ([2, 3, 7, 9], ((1, 1), (4, 6), (8, 8))),
+        ([1, 20261129, 20261130], ((2, 20261128),)),
+        ([1, 2_147_483_647], ((2, 2_147_483_646),)),
+        ([], ()),
+    ],
+)
+def test_gaps_are_ranges_computed_from_the_files_alone(
+    numbers: list[int], gaps: tuple[tuple[int, int], ...]
+) -> None:
+    assert build_plan([script(n) for n in numbers], []).gaps == gaps
+
+
+def test_a_record_in_the_legacy_checksum_form_still_matches_its_file() -> None:
+    legacy = MigrationScript(1, Path("001_m1.py"), "canonical", "One", "bytes")
+    assert build_plan([legacy], [row(1, "bytes")]).problems == ()
+    assert build_plan([legacy], [row(1, "canonical")]).problems == ()
+    assert len(build_plan([legacy], [row(1, "other")]).problems) == 1
 
 
 def test_an_unfinished_migration_is_a_problem_naming_the_repair() -> None:

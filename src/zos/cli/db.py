@@ -83,7 +83,9 @@ def new(ctx: click.Context, description: str) -> None:
     from zos.migrator import migrations_directory
     from zos.migrator.authoring import new_migration
 
-    path = new_migration(migrations_directory(load(ctx)), description)
+    settings = load(ctx)
+    directory = migrations_directory(settings)
+    path = new_migration(directory, description, checkout_only=settings.migrations_dir is None)
     click.echo(str(path))
 
 

@@ -42,11 +42,12 @@ def status(report: StatusReport) -> None:
     click.echo(f"Current version: {plan.current_version}")
     click.echo(f"Available migrations: {len(plan.scripts)} (newest: {plan.latest_version})")
     if plan.gaps:
-        click.echo(f"Unused version numbers: {', '.join(str(v) for v in plan.gaps)}")
+        ranges = (str(low) if low == high else f"{low}\u2013{high}" for low, high in plan.gaps)
+        click.echo(f"Unused version numbers: {', '.join(ranges)}")
     if plan.pending:
         click.echo(f"Pending migrations: {len(plan.pending)}")
         for script in plan.pending:
-            described = descriptions.get(script.version, f"({script.name} cannot be read)")
+            described = descriptions.get(script.version, f"({script.name} is invalid)")
             click.echo(f"  {script.version}: {described}")
     else:
         click.echo("No pending migrations")
@@ -64,7 +65,7 @@ def status_document(report: StatusReport) -> dict[str, Any]:
         "current_version": plan.current_version,
         "latest_version": plan.latest_version,
         "available": len(plan.scripts),
-        "gaps": list(plan.gaps),
+        "gaps": [[low, high] for low, high in plan.gaps],
         "pending": [
             {"version": s.version, "description": descriptions.get(s.version), "file": s.name}
             for s in plan.pending

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from zos.config import Settings
 from zos.errors import SchemaNotCurrent
-from zos.migrator.discovery import DEFAULT_DIRECTORY, describe_migrations, find_migrations
+from zos.migrator.discovery import DEFAULT_DIRECTORY, find_migrations
 from zos.migrator.events import EventCallback, EventKind, MigrationEvent
 from zos.migrator.plan import Plan, build_plan
 from zos.migrator.reader import read_history
@@ -68,7 +68,7 @@ class StatusReport:
 
     database: str
     plan: Plan
-    descriptions: dict[int, str]  # of the pending migrations, read without importing them
+    descriptions: dict[int, str]  # of the valid pending migrations, read without importing them
     problems: tuple[str, ...]
     running: str | None = None  # who is migrating now ("002 is running now, pid 4711 on host h")
 
@@ -133,14 +133,15 @@ def status(settings: Settings) -> StatusReport:
     Raises:
         ConfigError, DatabaseUnavailable: the database cannot be used.
         MigrationFileError: the migration folder does not exist.
+        MigrationHistoryError: a _schema_version row holds a value zos never writes.
     """
     scripts, file_problems = find_migrations(migrations_directory(settings))
     recorded = read_history(settings)
     plan = build_plan(
         scripts, recorded.applied, resumable=recorded.resumable, running=bool(recorded.running)
     )
-    descriptions, read_problems = describe_migrations(list(plan.pending))
-    problems = (*file_problems, *plan.problems, *read_problems)
+    descriptions = {s.version: s.description for s in plan.pending if s.description}
+    problems = (*file_problems, *plan.problems)
     return StatusReport(recorded.database, plan, descriptions, problems, recorded.running)
 
 
@@ -150,14 +151,19 @@ def history(settings: Settings) -> list[HistoryEntry]:
     Raises:
         ConfigError, DatabaseUnavailable: the database cannot be used.
         MigrationFileError: the migration folder does not exist.
+        MigrationHistoryError: a _schema_version row holds a value zos never writes.
     """
     scripts, _ = find_migrations(migrations_directory(settings))
-    checksums = {script.version: script.checksum for script in scripts}
+    by_version = {script.version: script for script in scripts}
     entries = []
     for row in read_history(settings).applied:
-        on_disk = checksums.get(row.version)
+        on_disk = by_version.get(row.version)
         file = (
-            "missing" if on_disk is None else "unchanged" if on_disk == row.checksum else "changed"
+            "missing"
+            if on_disk is None
+            else "unchanged"
+            if on_disk.matches(row.checksum)
+            else "changed"
         )
         entries.append(
             HistoryEntry(
@@ -177,6 +183,7 @@ def ensure_schema_current(settings: Settings) -> None:
         SchemaNotCurrent: migrations are pending, the database is newer than the code, a
             migration is unfinished, or an applied migration file changed or went missing.
         ConfigError, DatabaseUnavailable: the database cannot be used.
+        MigrationHistoryError: a _schema_version row holds a value zos never writes.
     """
     plan, problems, running = _plan_and_run(settings)
     if running:

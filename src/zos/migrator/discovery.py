@@ -1,27 +1,28 @@
-"""Finds migration files, hashes them, and loads a module only when it is about to run.
+"""Finds migration files, reads and checks each one without running it, and runs a module's
+code only when it is about to be applied. One reader for every command.
 
-Never touches a database. Listing and hashing import nothing, so a long history stays cheap.
+Never touches a database and never writes into the migrations folder (no ``__pycache__``).
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import importlib.util
+import builtins
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from types import CodeType, ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zos.errors import MigrationFileError
 from zos.migrator.backfill import BackfillFunction, Batches
+from zos.migrator.source import MAX_VERSION, read_source
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9][a-z0-9_]*)\.py$")
+FILE_NAME = re.compile(r"^([0-9]{3,})_([a-z0-9][a-z0-9_]*)\.py$", re.ASCII)
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -35,20 +36,27 @@ class CheckFunction(Protocol):
 
 @dataclass(frozen=True)
 class MigrationScript:
-    """One migration file as found on disk, before anything is imported."""
+    """One migration file as read from disk and checked, before any of its code has run."""
 
     version: int
     path: Path
-    checksum: str
+    checksum: str  # what is recorded: sha256 of the canonical syntax tree (zos.migrator.source)
+    description: str = ""  # DESCRIPTION, whitespace collapsed; "" when the file is invalid
+    legacy_checksum: str | None = None  # sha256 of the bytes, accepted from older records
+    code: CodeType | None = field(default=None, repr=False, compare=False)  # None: invalid
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    def matches(self, recorded: str) -> bool:
+        """Whether a recorded checksum is this file's, in the current or the legacy form."""
+        return recorded in (self.checksum, self.legacy_checksum)
+
 
 @dataclass(frozen=True)
 class LoadedMigration:
-    """A migration whose module was imported and found complete."""
+    """A migration whose module was run from its checked code and found complete."""
 
     script: MigrationScript
     description: str
@@ -59,17 +67,12 @@ class LoadedMigration:
     backfill: BackfillFunction | None = None
 
 
-def checksum_of(data: bytes) -> str:
-    """sha256 of a file's bytes, with line endings normalised so a checkout's CRLF is no edit."""
-    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
-
-
 def discover_migrations(directory: Path) -> list[MigrationScript]:
-    """Every migration file in ``directory``, ordered by version.
+    """Every migration file in ``directory``, ordered by version, each checked statically.
 
     Raises:
-        MigrationFileError: the folder is missing, a file is misnamed or unreadable, or two
-            files share a version. Every problem is listed, not only the first.
+        MigrationFileError: the folder is missing, or a file is misnamed, unreadable, invalid
+            or shares its version. Every problem is listed, not only the first.
     """
     scripts, problems = find_migrations(directory)
     if problems:
@@ -80,158 +83,189 @@ def discover_migrations(directory: Path) -> list[MigrationScript]:
 def find_migrations(directory: Path) -> tuple[list[MigrationScript], list[str]]:
     """The migration files in ``directory`` ordered by version, and what is wrong with them.
 
-    Files whose names start with ``_`` or ``.`` are ignored; any other ``.py`` must be named
-    ``NNN_slug.py``.
+    Every file is read once and checked without running it (zos.migrator.source.read_source):
+    every command gives the same verdict on the same folder. Files whose names start with ``_``
+    or ``.`` are not migrations; any other ``.py`` must be named ``NNN_slug.py`` with
+    ``1 <= NNN <= 2147483647``. An invalid file is listed (so its number counts) with
+    ``code`` None, and its problem is returned as ``"<file>: <problem>"``.
 
     Raises:
-        MigrationFileError: the folder does not exist.
+        MigrationFileError: the folder does not exist or cannot be listed.
     """
     if not directory.is_dir():
         raise MigrationFileError(f"migrations folder {directory} does not exist")
+    try:
+        paths = sorted(directory.iterdir())
+    except OSError as exc:
+        raise MigrationFileError(
+            f"cannot list migrations folder {directory}: {exc.strerror}"
+        ) from exc
     scripts: list[MigrationScript] = []
     problems: list[str] = []
-    for path in sorted(directory.iterdir()):
+    for path in paths:
         if path.suffix != ".py" or path.name.startswith(("_", ".")):
             continue
+        name = _printable(path.name)
         match = FILE_NAME.match(path.name)
         if match is None:
             problems.append(
-                f"{path.name}: not a migration file name (expected NNN_slug.py, "
+                f"{name}: not a migration file name (expected NNN_slug.py, "
                 "e.g. 002_add_topic_index.py)"
             )
+            continue
+        digits = match.group(1).lstrip("0")
+        if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
+            problems.append(
+                f"{name}: version {digits} is above {MAX_VERSION:,}, the largest number "
+                "_schema_version can hold; renumber it"
+            )
+            continue
+        if not digits:
+            problems.append(f"{name}: version 0 means no migration applied; number from 001")
             continue
         try:
             data = path.read_bytes()
         except OSError as exc:
-            problems.append(f"{path.name}: cannot be read: {exc.strerror}")
+            problems.append(f"{name}: cannot be read: {exc.strerror}")
             continue
-        scripts.append(MigrationScript(int(match.group(1)), path, checksum_of(data)))
+        facts = read_source(data, int(digits), str(path))
+        problems.extend(f"{name}: {problem}" for problem in facts.problems)
+        scripts.append(
+            MigrationScript(
+                int(digits),
+                path,
+                facts.checksum,
+                facts.description,
+                facts.legacy_checksum,
+                facts.code,
+            )
+        )
     problems.extend(_duplicates(scripts))
     return sorted(scripts, key=lambda script: script.version), problems
 
 
 def load_migrations(
-    scripts: list[MigrationScript],
+    scripts: Sequence[MigrationScript],
 ) -> tuple[list[LoadedMigration], list[str]]:
-    """Import each script and check it defines what a migration must.
+    """Run each valid script's checked code in a fresh module, and check what only running it
+    can show: that it imports, and that its names are what its source says.
 
-    Returns the loaded migrations and one problem per file that does not import (syntax or
-    import error) or lacks a ``VERSION`` equal to its number, a ``DESCRIPTION`` or ``upgrade``.
+    Private helpers (``_name.py`` beside the migrations) are importable from a migration as
+    ``import _name`` / ``from _name import x``; each call loads them afresh the same way.
+    Scripts that failed the static check are skipped (their problem is already listed).
+    Returns the loaded migrations and one ``"<file>: <problem>"`` per file that fails.
     """
     loaded: list[LoadedMigration] = []
     problems: list[str] = []
+    helpers: dict[Path, ModuleType] = {}
     for script in scripts:
+        if script.code is None:
+            continue
         try:
-            loaded.append(_load(script))
+            loaded.append(_load(script, helpers))
         except _Invalid as invalid:
             problems.append(f"{script.name}: {invalid}")
     return loaded, problems
-
-
-def describe_migrations(scripts: list[MigrationScript]) -> tuple[dict[int, str], list[str]]:
-    """Each script's ``DESCRIPTION`` read from its source without importing it, and one problem
-    per file that does not parse or has no ``DESCRIPTION`` string literal.
-
-    Reading, not importing, keeps ``status`` fast and free of a migration's import side effects;
-    ``migrate`` imports (and fully validates) what it is about to run.
-    """
-    descriptions: dict[int, str] = {}
-    problems: list[str] = []
-    for script in scripts:
-        try:
-            tree = ast.parse(script.path.read_bytes(), filename=script.name)
-        except SyntaxError as exc:
-            problems.append(f"{script.name}: syntax error at line {exc.lineno}: {exc.msg}")
-            continue
-        except OSError as exc:
-            problems.append(f"{script.name}: cannot be read: {exc.strerror}")
-            continue
-        description = _literal_assignment(tree, "DESCRIPTION")
-        if isinstance(description, str) and description.strip():
-            descriptions[script.version] = " ".join(description.split())
-        else:
-            problems.append(f"{script.name}: does not define DESCRIPTION as a string")
-    return descriptions, problems
-
-
-def _literal_assignment(tree: ast.Module, name: str) -> object:
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
-            try:
-                return ast.literal_eval(node.value)
-            except ValueError:
-                return None
-    return None
 
 
 class _Invalid(Exception):
     pass
 
 
-def _load(script: MigrationScript) -> LoadedMigration:
-    module = _import(script)
-    version = getattr(module, "VERSION", None)
-    description = getattr(module, "DESCRIPTION", None)
-    upgrade = getattr(module, "upgrade", None)
-    check = getattr(module, "check", None)
-    transactional = getattr(module, "TRANSACTIONAL", True)
-    batches = getattr(module, "BATCHES", None)
-    backfill = getattr(module, "backfill", None)
-    missing = [
+def _load(script: MigrationScript, helpers: dict[Path, ModuleType]) -> LoadedMigration:
+    assert script.code is not None
+    name = f"zos_migration_{script.version}_{script.checksum[:12]}"
+    module = _run(script.code, name, script.path, helpers)
+    found = vars(module)
+    upgrade, check, backfill = (found.get(name) for name in ("upgrade", "check", "backfill"))
+    batches = found.get("BATCHES")
+    changed = [
         name
         for name, ok in (
-            ("VERSION", version is not None),
-            ("DESCRIPTION", description is not None),
-            ("upgrade()", any(part is not None for part in (upgrade, backfill, batches))),
+            ("VERSION", found.get("VERSION") == script.version),
+            ("DESCRIPTION", " ".join(str(found.get("DESCRIPTION")).split()) == script.description),
+            ("TRANSACTIONAL", isinstance(found.get("TRANSACTIONAL", True), bool)),
         )
         if not ok
     ]
-    if missing:
-        raise _Invalid("does not define " + ", ".join(missing))
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise _Invalid(f"VERSION must be an integer, not {version!r}")
-    if version != script.version:
-        raise _Invalid(f"VERSION is {version} but the file name says {script.version}")
-    if not isinstance(description, str) or not description.strip():
-        raise _Invalid("DESCRIPTION must be a non-empty string")
-    if upgrade is not None and not callable(upgrade):
-        raise _Invalid("upgrade must be a function taking a connection")
-    if (batches is None) != (backfill is None):
-        raise _Invalid("a backfill needs both BATCHES = Batches(...) and backfill(conn, low, high)")
+    if changed:
+        raise _Invalid(f"{', '.join(changed)} changed while the file was imported")
+    for label, value in (("upgrade", upgrade), ("check", check), ("backfill", backfill)):
+        if value is not None and not callable(value):
+            raise _Invalid(f"{label} is no longer a function once the file is imported")
     if batches is not None and not isinstance(batches, Batches):
         raise _Invalid("BATCHES must be a zos.migrator.backfill.Batches")
-    if backfill is not None and not callable(backfill):
-        raise _Invalid("backfill must be a function taking a connection, low and high")
-    if batches is not None and not transactional:
-        raise _Invalid("a backfill commits batch by batch already; drop TRANSACTIONAL = False")
-    if check is not None and not callable(check):
-        raise _Invalid("check must be a function taking a connection")
-    if not isinstance(transactional, bool):
-        raise _Invalid(f"TRANSACTIONAL must be True or False, not {transactional!r}")
     return LoadedMigration(
-        script, description.strip(), upgrade, check, transactional, batches, backfill
+        script,
+        script.description,
+        upgrade,
+        check,
+        found.get("TRANSACTIONAL", True),
+        batches,
+        backfill,
     )
 
 
-def _import(script: MigrationScript) -> ModuleType:
-    module_name = f"zos_migration_{script.version:03d}_{script.checksum[:12]}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, script.path)
-    if spec is None or spec.loader is None:
-        raise _Invalid("cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+def _run(code: CodeType, name: str, path: Path, helpers: dict[Path, ModuleType]) -> ModuleType:
+    """Execute ``code`` as a new module named ``name``; a failure is an ``_Invalid``."""
+    module = ModuleType(name)
+    module.__file__ = str(path)
+    module.__builtins__ = _builtins_with_helpers(path.parent, helpers)  # type: ignore[attr-defined]
+    # Registered so that dataclasses and typing.get_type_hints in a migration find the module.
+    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[module_name]
-        raise _Invalid(f"syntax error at line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:
-        del sys.modules[module_name]
+        exec(code, vars(module))
+    except _Invalid:
+        del sys.modules[name]
+        raise
+    except (Exception, SystemExit) as exc:
+        del sys.modules[name]
         raise _Invalid(f"fails to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _builtins_with_helpers(folder: Path, helpers: dict[Path, ModuleType]) -> dict[str, Any]:
+    """Python's builtins, with ``import _name`` resolved to ``folder/_name.py`` when it exists.
+
+    Import statements look ``__import__`` up in the builtins of the module running them, so
+    this reaches the migration and its helpers only: sys.path, sys.modules and every other
+    module are untouched, and two migrations folders in one process never share a helper.
+    """
+    default: Callable[..., ModuleType] = builtins.__import__
+
+    def import_(
+        name: str,
+        globals: Mapping[str, object] | None = None,
+        locals: Mapping[str, object] | None = None,
+        fromlist: Sequence[str] = (),
+        level: int = 0,
+    ) -> ModuleType:
+        path = folder / f"{name}.py"
+        if level == 0 and name.startswith("_") and "." not in name and path.is_file():
+            return _helper(path, helpers)
+        return default(name, globals, locals, fromlist, level)
+
+    return {**vars(builtins), "__import__": import_}
+
+
+def _helper(path: Path, helpers: dict[Path, ModuleType]) -> ModuleType:
+    if path in helpers:
+        return helpers[path]
+    try:
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    except OSError as exc:
+        raise _Invalid(f"cannot read its helper {path.name}: {exc.strerror}") from exc
+    except (SyntaxError, ValueError) as exc:
+        raise _Invalid(f"its helper {path.name} does not compile: {exc}") from exc
+    module = ModuleType(path.stem)
+    module.__file__ = str(path)
+    module.__builtins__ = _builtins_with_helpers(path.parent, helpers)  # type: ignore[attr-defined]
+    helpers[path] = module  # before running it, so that helpers importing each other work
+    try:
+        exec(code, vars(module))
+    except BaseException:
+        del helpers[path]
+        raise
     return module
 
 
@@ -244,6 +278,11 @@ def _duplicates(scripts: list[MigrationScript]) -> list[str]:
         for version, names in sorted(by_version.items())
         if len(names) > 1
     ]
+
+
+def _printable(name: str) -> str:
+    # A file name that is not valid UTF-8 arrives with surrogate escapes, which cannot be printed.
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def file_error(problems: list[str]) -> MigrationFileError:

@@ -33,10 +33,18 @@ class Plan:
         return max((script.version for script in self.scripts), default=0)
 
     @property
-    def gaps(self) -> tuple[int, ...]:
-        """Numbers below the newest file that no file has (retired before release)."""
-        present = {script.version for script in self.scripts}
-        return tuple(v for v in range(1, self.latest_version) if v not in present)
+    def gaps(self) -> tuple[tuple[int, int], ...]:
+        """Numbers below the newest file that no file has (retired before release), as
+        ``(first, last)`` ranges, both included and ascending: ``((2, 4), (7, 7))``.
+
+        Computed from the files alone, so date-like numbers (``20261129_...``) cost nothing.
+        """
+        versions = sorted({script.version for script in self.scripts})
+        return tuple(
+            (low + 1, high - 1)
+            for low, high in zip([0, *versions], versions, strict=False)
+            if high - low > 1
+        )
 
 
 def build_plan(
@@ -105,7 +113,7 @@ def _history_problems(
                     f"version {row.version} ({row.description}) is recorded as applied "
                     "but its migration file is missing"
                 )
-        elif script.checksum != row.checksum:
+        elif not script.matches(row.checksum):
             problems.append(
                 f"{script.name} was changed after it was applied (recorded checksum "
                 f"{row.checksum[:12]}…, file now {script.checksum[:12]}…); restore the "

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from zos.config import Settings
 from zos.errors import DatabaseUnavailable
-from zos.migrator.records import AppliedMigration, State
+from zos.migrator.records import AppliedMigration, applied_from_row
 
 _VERSIONS = "SELECT version, description, checksum, state, applied_at, duration_ms FROM {table}"
 
@@ -83,12 +82,7 @@ def _read_sqlite(url: str, path: Path) -> RecordedHistory:
             if "_schema_version" in tables
             else []
         )
-        applied = [
-            AppliedMigration(
-                version, description, checksum, State(state), _timestamp(at), duration_ms
-            )
-            for version, description, checksum, state, at, duration_ms in rows
-        ]
+        applied = [applied_from_row(*row) for row in rows]
         resumable = (
             frozenset(row[0] for row in conn.execute("SELECT version FROM _schema_backfill"))
             if "_schema_backfill" in tables
@@ -101,7 +95,3 @@ def _read_sqlite(url: str, path: Path) -> RecordedHistory:
     from zos.migrator.dialects.sqlite import probe_run_lock
 
     return RecordedHistory(url, applied, resumable, probe_run_lock(path))
-
-
-def _timestamp(value: str | datetime) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

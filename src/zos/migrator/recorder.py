@@ -21,13 +21,14 @@ from sqlalchemy import (
     bindparam,
     inspect,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from zos.errors import MigrationHistoryError
-from zos.migrator.records import AppliedMigration, BackfillCursor, State
+from zos.migrator.records import AppliedMigration, BackfillCursor, State, applied_from_row
 
 TABLE_NAME = "_schema_version"
 BACKFILL_TABLE_NAME = "_schema_backfill"
@@ -82,20 +83,23 @@ def ensure_version_table(conn: Connection) -> None:
 
 
 def read_applied(conn: Connection) -> list[AppliedMigration]:
-    """Every recorded version, ascending; empty (creating nothing) when there is no table."""
+    """Every recorded version, ascending; empty (creating nothing) when there is no table.
+
+    Raises:
+        MigrationHistoryError: a row holds a value zos never writes.
+    """
     if not has_version_table(conn):
         return []
-    rows = conn.execute(select(_versions).order_by(_versions.c.version)).all()
+    # applied_at as the driver gives it: SQLAlchemy's SQLite DateTime would raise a bare
+    # ValueError on a bad value, and records.applied_from_row names the row instead.
+    raw = [type_coerce(_versions.c.applied_at, String).label("applied_at")]
+    columns = [c for c in _versions.c if c.name != "applied_at"]
+    query = select(*columns, *raw).order_by(_versions.c.version)
     return [
-        AppliedMigration(
-            version=row.version,
-            description=row.description,
-            checksum=row.checksum,
-            state=State(row.state),
-            applied_at=row.applied_at,
-            duration_ms=row.duration_ms,
+        applied_from_row(
+            row.version, row.description, row.checksum, row.state, row.applied_at, row.duration_ms
         )
-        for row in rows
+        for row in conn.execute(query)
     ]
 
 

@@ -314,8 +314,8 @@ def _ignore(_event: MigrationEvent) -> None:
 def _discover(settings: Settings) -> list[MigrationScript]:
     scripts, file_problems = find_migrations(migrations_directory(settings))
     if file_problems:
-        # Name every bad file at once, the importable-but-broken ones included.
-        raise file_error(file_problems + load_migrations(scripts)[1])
+        # The same problems every other command reports for these files, all at once.
+        raise file_error(file_problems)
     return scripts
 
 

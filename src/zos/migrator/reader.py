@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from zos.config import Settings
-from zos.errors import DatabaseUnavailable
+from zos.errors import ConfigError, DatabaseUnavailable
 from zos.migrator.records import AppliedMigration, State
 
 _VERSIONS = "SELECT version, description, checksum, state, applied_at, duration_ms FROM {table}"
@@ -56,11 +56,18 @@ def read_history(settings: Settings) -> RecordedHistory:
 
 
 def plain_sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///path`` URL with no driver or options, else None."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or "?" in url or len(url) == len(prefix):
-        return None
-    return Path(url[len(prefix) :])
+    """The file of an SQLite URL with no options, as SQLAlchemy would open it, else None.
+
+    Raises:
+        ConfigError: the URL is not valid.
+    """
+    from zos.urls import InvalidUrl, parse_url
+
+    try:
+        parsed = parse_url(url)
+    except InvalidUrl as error:
+        raise ConfigError(f"database URL is not valid: {error}") from error
+    return None if parsed.query else parsed.sqlite_path
 
 
 def _read_sqlite(url: str, path: Path) -> RecordedHistory:

@@ -13,7 +13,6 @@ libraries' errors do not.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -302,6 +301,8 @@ def _read_environment() -> list[tuple[str, object, str]]:
 
 
 def _json_object(value: str, source: str) -> dict[str, Any]:
+    import json  # only for these two variables: most runs never need it
+
     try:
         data = json.loads(value)
     except json.JSONDecodeError as error:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from sqlalchemy.engine import URL
 
 from zos.config import Settings
 from zos.errors import ConfigError, DatabaseUnavailable
-from zos.urls import InvalidUrl, mask_url, parse_url
+from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_read_uri
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -196,10 +197,8 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
     path = target.sqlite_path
     busy_ms = int(settings.database.busy_timeout_seconds * 1000)
     if readonly and path is not None:
-        # mode=rw never creates a missing file; query_only forbids writes. A read-write open
-        # (rather than mode=ro) lets the last connection remove the -wal and -shm files it
-        # needed, so a look at the database leaves the directory as it found it.
-        uri = path.resolve().as_uri() + "?mode=rw"
+        # Never creates a missing file, and query_only forbids writes; see sqlite_read_uri.
+        uri = sqlite_read_uri(path)
 
         def creator() -> sqlite3.Connection:
             return sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -208,6 +207,7 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
     else:
         if path is not None:
             _ensure_directory(path, settings)
+            _ensure_writable(path)
         engine = create_engine(target.url)
 
     @event.listens_for(engine, "connect")
@@ -233,6 +233,20 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(SQLITE_BEGIN_IMMEDIATE) else "BEGIN")
 
     return engine
+
+
+def _ensure_writable(path: Path) -> None:
+    # Checked before anything runs: SQLite would otherwise fail the first migration with
+    # "attempt to write a readonly database", after a backup and with a misleading culprit.
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DatabaseUnavailable(
+            f"cannot write to SQLite database {path}: the file is read-only to this user"
+        )
+    if not os.access(path.parent, os.W_OK):
+        raise DatabaseUnavailable(
+            f"cannot write to SQLite database {path}: its folder {path.parent} is read-only to "
+            "this user (SQLite writes its -wal and -shm files there)"
+        )
 
 
 def _ensure_directory(path: Path, settings: Settings) -> None:

@@ -7,13 +7,21 @@ read the same URL as the same file or server.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote
 
-__all__ = ["DatabaseUrl", "InvalidUrl", "mask_url", "parse_url", "sqlite_url"]
+__all__ = [
+    "DatabaseUrl",
+    "InvalidUrl",
+    "mask_url",
+    "parse_url",
+    "sqlite_read_uri",
+    "sqlite_url",
+]
 
 Backend = Literal["sqlite", "postgresql", "mysql"]
 
@@ -114,6 +122,28 @@ def sqlite_url(path: Path | str) -> str:
     """The ``sqlite:///`` URL of ``path``, escaped so that ``parse_url`` gives ``path`` back."""
     # parse_url decodes the path and ends it at "?", so only those two need escaping.
     return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
+
+
+def sqlite_read_uri(path: Path) -> str:
+    """The ``file:`` URI that opens an existing SQLite file for reading without changing it.
+
+    ``mode=rw`` never creates a file, and lets the last reader remove the ``-wal`` and ``-shm``
+    files it needed. When this user cannot write the file (or the folder where ``-shm`` must be
+    created), SQLite cannot read a WAL database that way ("attempt to write a readonly database",
+    "unable to open database file"); with no ``-wal`` content, no write can be in flight, so the
+    file is read as ``immutable`` (https://sqlite.org/uri.html#uriimmutable).
+    """
+    uri = path.resolve().as_uri()
+    shm = path.with_name(path.name + "-shm")
+    can_write = os.access(path, os.W_OK) and (
+        os.access(shm, os.W_OK) if shm.exists() else os.access(path.parent, os.W_OK)
+    )
+    if can_write:
+        return f"{uri}?mode=rw"
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return f"{uri}?mode=ro"
+    return f"{uri}?mode=ro&immutable=1"
 
 
 def mask_url(text: str) -> str:

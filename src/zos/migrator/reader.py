@@ -73,12 +73,15 @@ def plain_sqlite_path(url: str) -> Path | None:
 def _read_sqlite(url: str, path: Path) -> RecordedHistory:
     if not path.exists():
         return RecordedHistory(url, [], frozenset())
+    from zos.urls import sqlite_read_uri
+
+    uri = sqlite_read_uri(path)
+    # A read-only file with a write-ahead log still in it cannot be read by this user.
+    hint = "" if uri.endswith("mode=rw") else " (the file is read-only to this user)"
     try:
-        # mode=rw never creates the file, and query_only forbids writes; a read-write open lets
-        # the last connection tidy up the -wal and -shm files it needed (see zos.database).
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+        conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as error:
-        raise DatabaseUnavailable(f"cannot connect to {url}: {error}") from error
+        raise DatabaseUnavailable(f"cannot connect to {url}: {error}{hint}") from error
     try:
         conn.execute("PRAGMA query_only = ON")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -99,7 +102,7 @@ def _read_sqlite(url: str, path: Path) -> RecordedHistory:
             else frozenset()
         )
     except sqlite3.Error as error:
-        raise DatabaseUnavailable(f"database error on {url}: {error}") from error
+        raise DatabaseUnavailable(f"database error on {url}: {error}{hint}") from error
     finally:
         conn.close()
     return RecordedHistory(url, applied, resumable)

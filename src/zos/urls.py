@@ -37,6 +37,8 @@ _DRIVERS: dict[str, tuple[Backend, frozenset[str]]] = {
     ),
 }
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\+([A-Za-z0-9_]+))?:")
+# What follows the user information of a server URL: [host or [IPv6]][:port]/database.
+_SERVER_TAIL = re.compile(r"(?:\[[0-9A-Fa-f:.%\w]+\]|[\w.%-]*)(?::\d+)?/[^/?@]")
 # Query keys whose values are masked: libpq's password/sslpassword, and anything like them.
 _SECRET_KEY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
 # In free text: everything between "scheme:[//]user:" and the last "@" of the same word, and the
@@ -179,8 +181,8 @@ def _sqlite(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
 
 def _server(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUrl:
     username = password = None
-    if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
+    userinfo, rest = _split_userinfo(rest)
+    if userinfo is not None:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         if colon:
@@ -202,6 +204,22 @@ def _server(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
     return DatabaseUrl(
         backend, scheme[:-1], driver, username, password, host, port, database, query, display
     )
+
+
+def _split_userinfo(text: str) -> tuple[str | None, str]:
+    """Split at the ``@`` that ends the user information, trying the rightmost first.
+
+    An unencoded ``@`` may sit in a password (``zos:p@ss@host/db``) or in a query value
+    (``zos@host/db?password=p@ss``); the split taken is the rightmost one after which a
+    ``host[:port]/database`` follows, else the rightmost ``@``.
+    """
+    positions = [index for index, char in enumerate(text) if char == "@"]
+    for index in reversed(positions):
+        if _SERVER_TAIL.match(text, index + 1):
+            return text[:index], text[index + 1 :]
+    if positions:
+        return text[: positions[-1]], text[positions[-1] + 1 :]
+    return None, text
 
 
 def _host_port(text: str) -> tuple[str | None, int | None]:

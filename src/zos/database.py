@@ -125,6 +125,11 @@ def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = 
     connect_args: dict[str, Any] = {}
     if target.backend == "mysql" and "charset" not in target.url.query:
         connect_args["charset"] = "utf8mb4"
+    password = target.url.password
+    if target.url.get_driver_name() == "pymysql" and password and not password.isascii():
+        # PyMySQL encodes a text password as Latin-1 and fails on anything else; a password set
+        # from a UTF-8 client is stored as its UTF-8 bytes, so send those.
+        connect_args["password"] = password.encode("utf-8")
     timeout_arg = _CONNECT_TIMEOUT_ARGS.get(target.url.get_driver_name())
     if timeout_arg and timeout_arg not in target.url.query:
         # Whole seconds for every driver; libpq takes anything below 2 as 2.
@@ -147,6 +152,7 @@ def connect(engine: Engine, display: str | None = None) -> Iterator[Connection]:
     Raises:
         DatabaseUnavailable: the server cannot be reached or refuses the login, the file cannot
             be opened, or the database fails a statement zos itself issues (not a migration's).
+        ConfigError: the driver refuses an option given in the URL's query.
     """
     display = display or mask_url(engine.url.render_as_string(hide_password=True))
     try:
@@ -154,6 +160,13 @@ def connect(engine: Engine, display: str | None = None) -> Iterator[Connection]:
     except exc.DBAPIError as error:
         raise DatabaseUnavailable(
             f"cannot connect to {display}: {first_line(error.orig)}"
+        ) from error
+    except (TypeError, ValueError) as error:
+        # The URL's query options reach the driver as keyword arguments, unchecked by
+        # SQLAlchemy: an option the driver lacks, or a value it cannot take, fails here.
+        raise ConfigError(
+            f"cannot connect to {display}: the driver refused an option of the URL: "
+            f"{first_line(error)}"
         ) from error
     try:
         with conn:

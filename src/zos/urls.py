@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 
 __all__ = [
     "DatabaseUrl",
@@ -251,21 +251,32 @@ def _split_query(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 def _parse_query(text: str) -> tuple[tuple[str, str], ...]:
-    pairs = tuple(parse_qsl(text, keep_blank_values=True))
-    for key, value in pairs:
+    # Not parse_qsl: a "+" in a password means "+", not a space, and a piece without "=" is
+    # the rest of the previous value, cut at an unencoded "&" ("password=a&b").
+    pairs: list[list[str]] = []
+    for piece in text.split("&"):
+        key, equals, value = piece.partition("=")
+        if pairs and not equals and piece:
+            pairs[-1][1] += "&" + piece
+        elif piece:
+            pairs.append([key, value])
+    decoded = tuple((unquote(key), unquote(value)) for key, value in pairs)
+    for (key, value), (_, raw) in zip(decoded, pairs, strict=True):
         if _SECRET_KEY.search(key):
-            _remember(value, value)
-    return pairs
+            _remember(raw, value)
+    return decoded
 
 
 def _display_query(query: tuple[tuple[str, str], ...]) -> str:
-    if not query:
-        return ""
-    shown = (
-        f"{quote(key, safe='')}={'***' if _SECRET_KEY.search(key) else quote(value, safe='')}"
-        for key, value in query
-    )
-    return "?" + "&".join(shown)
+    shown: list[str] = []
+    for key, value in query:
+        if _SECRET_KEY.search(key):
+            # What follows a secret may be more of it, cut at an unencoded "&"; show none of it.
+            more = len(shown) + 1 < len(query)
+            shown.append(f"{quote(key, safe='')}=***" + ("&***" if more else ""))
+            break
+        shown.append(f"{quote(key, safe='')}={quote(value, safe='')}")
+    return "?" + "&".join(shown) if shown else ""
 
 
 def _remember(*secrets: str) -> None:

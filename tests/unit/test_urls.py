@@ -38,7 +38,9 @@ def test_an_at_sign_in_a_query_value_leaves_the_user_information_alone() -> None
 
 def test_a_password_in_the_query_string_is_masked() -> None:
     url = parse_url("postgresql+psycopg://zos@db/zos?password=S3cr3t&sslmode=require")
-    assert url.display == "postgresql+psycopg://zos@db/zos?password=***&sslmode=require"
+    # What follows a secret may be more of it (an unencoded "&"), so none of it is shown.
+    assert url.display == "postgresql+psycopg://zos@db/zos?password=***&***"
+    assert url.query == (("password", "S3cr3t"), ("sslmode", "require"))
 
 
 def test_percent_encoded_parts_are_decoded() -> None:
@@ -128,3 +130,9 @@ def test_sqlite_url_gives_the_path_back() -> None:
 def test_in_memory_sqlite_has_no_file() -> None:
     assert parse_url("sqlite://").sqlite_path is None
     assert parse_url("sqlite:///:memory:").sqlite_path is None
+
+
+def test_an_unencoded_ampersand_or_plus_stays_in_a_query_password() -> None:
+    url = parse_url("postgresql+psycopg://zos@db/zos?password=a+b&c&sslmode=require")
+    assert url.query == (("password", "a+b&c"), ("sslmode", "require"))
+    assert "a+b" not in url.display and "&c" not in url.display

@@ -178,3 +178,11 @@ def test_status_on_sqlite_imports_no_sqlalchemy_pydantic_asyncio_or_metadata(
     )
     assert "Current version: 1" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_a_url_option_the_driver_does_not_take_is_one_line_and_exit_2() -> None:
+    url = "mysql+pymysql://zos:S3cr3t-pw@127.0.0.1:1/zos?sslmode=disable"
+    result = run_cli("db", "status", env={"ZOS_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert "the driver refused an option of the URL" in one_error_line(result.stderr)
+    assert "S3cr3t-pw" not in result.stdout + result.stderr

@@ -239,3 +239,19 @@ def test_a_section_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
 def test_settings_built_in_code_are_validated_too() -> None:
     with pytest.raises(ConfigError, match=r"'database\.lock_timeout_seconds'"):
         Settings(database={"lock_timeout_seconds": float("inf")})  # type: ignore[arg-type]
+
+
+def test_the_shipped_example_sets_every_key_at_its_default() -> None:
+    example = load_settings(Path(__file__).parents[2] / "config.yaml.example")
+    assert example == Settings()
+
+
+def test_every_key_is_documented_in_the_readme_and_the_example() -> None:
+    from zos.config import _CONVERTERS
+
+    root = Path(__file__).parents[2]
+    readme = (root / "README.md").read_text()
+    example = (root / "config.yaml.example").read_text()
+    for key in _CONVERTERS:
+        assert f"| `{key}` |" in readme, key
+        assert f"{key.rpartition('.')[2]}:" in example, key

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from zos.config import Settings, load_settings
 from zos.errors import ConfigError
@@ -255,3 +260,59 @@ def test_every_key_is_documented_in_the_readme_and_the_example() -> None:
     for key in _CONVERTERS:
         assert f"| `{key}` |" in readme, key
         assert f"{key.rpartition('.')[2]}:" in example, key
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**309, max_value=10**400)
+    | st.floats()
+    | st.text(max_size=30)
+    | st.sampled_from(["inf", "-1", "1e999", "0x10", "30", "DEBUG", "sqlite:///x.db", "1" * 5000])
+)
+VALUES = SCALARS | st.lists(SCALARS, max_size=2) | st.dictionaries(st.text(max_size=3), SCALARS)
+KEYS = [
+    "data_dir",
+    "log_level",
+    "log_json",
+    "migrations_dir",
+    "database.url",
+    "database.migrate_url",
+    "database.schema",
+    "database.busy_timeout_seconds",
+    "database.lock_timeout_seconds",
+    "database.connect_timeout_seconds",
+    "database.ddl_lock_timeout_seconds",
+    "backups.keep",
+]
+
+
+@settings(derandomize=True, max_examples=600, deadline=None)
+@given(key=st.sampled_from(KEYS), value=VALUES, from_env=st.booleans())
+@example(key="database.lock_timeout_seconds", value=10**400, from_env=False)
+def test_any_value_of_any_key_gives_settings_or_one_error_naming_the_key(
+    key: str, value: object, from_env: bool
+) -> None:
+    import os
+
+    section, _, name = key.rpartition(".")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.yaml"
+        path.write_text("")
+        variable = "ZOS_" + key.upper().replace(".", "__")
+        text = value if isinstance(value, str) else json.dumps(value)
+        if from_env and "\x00" not in text and text:
+            os.environ[variable] = text
+        else:
+            from_env = False
+            data = {section: {name: value}} if section else {key: value}
+            path.write_text(yaml.safe_dump(data, allow_unicode=True))
+        try:
+            load_settings(path)
+        except ConfigError as error:
+            source = f"environment variable {variable}" if from_env else str(path)
+            assert error.message.startswith(f"{source}: bad value for '{key}': ")
+            assert "\n" not in error.message
+        finally:
+            os.environ.pop(variable, None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, run_zos
+from tests.conftest import Backend, run_cli, run_zos
 from zos.config import load_settings
 from zos.migrator import ensure_schema_current
 
@@ -186,3 +186,39 @@ def test_a_url_option_the_driver_does_not_take_is_one_line_and_exit_2() -> None:
     assert result.exit_code == 2
     assert "the driver refused an option of the URL" in one_error_line(result.stderr)
     assert "S3cr3t-pw" not in result.stdout + result.stderr
+
+
+def test_config_check_shows_the_new_keys_with_passwords_masked(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "database:\n"
+        "  url: postgresql+psycopg://app:S3cr3t-pw@pooler:6432/zos\n"
+        "  migrate_url: postgresql+psycopg://owner:S3cr3t-pw@db/zos?password=S3cr3t-pw\n"
+        "  schema: zos_meta\n"
+        "  connect_timeout_seconds: 2.5\n"
+    )
+    result = run_cli("--config", str(config), "config", "check")
+    assert result.exit_code == 0
+    assert "database.url: postgresql+psycopg://app:***@pooler:6432/zos" in result.stdout
+    assert "database.migrate_url: postgresql+psycopg://owner:***@db/zos?password=***" in (
+        result.stdout
+    )
+    assert "database.schema: zos_meta" in result.stdout
+    assert "database.connect_timeout_seconds: 2.5" in result.stdout
+    assert "database.ddl_lock_timeout_seconds: 5" in result.stdout
+    assert "S3cr3t-pw" not in result.stdout + result.stderr
+
+
+def test_the_connect_timeout_reaches_the_driver(server_backend: Backend) -> None:
+    from zos.database import get_engine
+
+    engine = get_engine(server_backend.settings(connect_timeout_seconds=3.2))
+    try:
+        with engine.connect() as conn:
+            driver_conn = conn.connection.dbapi_connection
+            if server_backend.name == "postgresql":
+                assert "connect_timeout=4" in driver_conn.info.dsn  # type: ignore[union-attr]
+            else:
+                assert driver_conn.connect_timeout == 4  # type: ignore[union-attr]
+    finally:
+        engine.dispose()

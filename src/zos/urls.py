@@ -38,7 +38,7 @@ _DRIVERS: dict[str, tuple[Backend, frozenset[str]]] = {
 }
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\+([A-Za-z0-9_]+))?:")
 # What follows the user information of a server URL: [host or [IPv6]][:port]/database.
-_SERVER_TAIL = re.compile(r"(?:\[[0-9A-Fa-f:.%\w]+\]|[\w.%-]*)(?::\d+)?/[^/?@]")
+_SERVER_TAIL = re.compile(r"(?:\[[0-9A-Fa-f:.%\w]+\]|[\w.%-]+)(?::\d+)?/[^/?@]")
 # Query keys whose values are masked: libpq's password/sslpassword, and anything like them.
 _SECRET_KEY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
 # In free text: everything between "scheme:[//]user:" and the last "@" of the same word, and the
@@ -207,19 +207,27 @@ def _server(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
 
 
 def _split_userinfo(text: str) -> tuple[str | None, str]:
-    """Split at the ``@`` that ends the user information, trying the rightmost first.
+    """Split at the ``@`` that ends the user information.
 
     An unencoded ``@`` may sit in a password (``zos:p@ss@host/db``) or in a query value
-    (``zos@host/db?password=p@ss``); the split taken is the rightmost one after which a
-    ``host[:port]/database`` follows, else the rightmost ``@``.
+    (``zos@host/db?password=p@ss``): the split is at the one ``@`` after which
+    ``host[:port]/database`` follows. Where several do, the URL is refused rather than guessed,
+    since a wrong guess would show part of the password as a host or database name.
+
+    Raises:
+        InvalidUrl: more than one ``@`` could end the user information.
     """
     positions = [index for index, char in enumerate(text) if char == "@"]
-    for index in reversed(positions):
-        if _SERVER_TAIL.match(text, index + 1):
-            return text[:index], text[index + 1 :]
-    if positions:
-        return text[: positions[-1]], text[positions[-1] + 1 :]
-    return None, text
+    fitting = [index for index in positions if _SERVER_TAIL.match(text, index + 1)]
+    if len(fitting) > 1:
+        raise InvalidUrl(
+            "it can be read more than one way because of an '@' in the password or the query; "
+            "write '@' there as %40"
+        )
+    split = fitting[0] if fitting else positions[-1] if positions else None
+    if split is None:
+        return None, text
+    return text[:split], text[split + 1 :]
 
 
 def _host_port(text: str) -> tuple[str | None, int | None]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zos.config import Settings
 from zos.database import first_line, resolve_target
@@ -69,6 +73,8 @@ def test_an_ipv6_host_in_brackets_is_read() -> None:
         ("oracle://scott:S3cr3t@db/orcl", "unsupported database 'oracle'"),
         ("sqlite://zos:S3cr3t@/data/zos.db", "an SQLite URL has no host or user"),
         ("not a url S3cr3t", "does not start with a scheme"),
+        ("postgresql+psycopg://zos:S3c@h/x@db/zos", "can be read more than one way"),
+        ("postgresql+psycopg://zos@db/zos?password=S3c@h/x", "can be read more than one way"),
     ],
 )
 def test_a_malformed_url_is_refused_without_quoting_it(raw: str, reason: str) -> None:
@@ -136,3 +142,40 @@ def test_an_unencoded_ampersand_or_plus_stays_in_a_query_password() -> None:
     url = parse_url("postgresql+psycopg://zos@db/zos?password=a+b&c&sslmode=require")
     assert url.query == (("password", "a+b&c"), ("sslmode", "require"))
     assert "a+b" not in url.display and "&c" not in url.display
+
+
+@settings(derandomize=True, max_examples=1000, deadline=None)
+@given(text=st.text(max_size=60) | st.from_regex(r"\A[a-z+]{3,20}:/{0,3}[^\s]{0,40}\Z"))
+def test_any_text_is_a_url_or_one_invalid_url_error(text: str) -> None:
+    try:
+        url = parse_url(text)
+    except InvalidUrl as error:
+        assert "\n" not in str(error)
+    else:
+        assert url.backend in ("sqlite", "postgresql", "mysql")
+
+
+@settings(derandomize=True, max_examples=1000, deadline=None)
+@given(
+    password=st.text(string.punctuation + string.ascii_letters + "0123456789 é密", min_size=4),
+    user=st.sampled_from(["", "zos", "a.b-c_d"]),
+    query_password=st.booleans(),
+    encoded=st.booleans(),
+)
+def test_the_display_of_a_server_url_never_holds_a_piece_of_its_password(
+    password: str, user: str, query_password: bool, encoded: bool
+) -> None:
+    secret = quote(password, safe="") if encoded else password
+    if query_password:
+        raw = f"postgresql+psycopg://{user}@db.internal:5432/zos?sslmode=x&password={secret}"
+    else:
+        raw = f"postgresql+psycopg://{user}:{secret}@db.internal:5432/zos?sslmode=x"
+    try:
+        url = parse_url(raw)
+    except InvalidUrl as error:
+        shown = str(error)
+    else:
+        shown = url.display
+    elsewhere = raw.replace(secret, "")
+    pieces = {password[i : i + 4] for i in range(len(password) - 3)}
+    assert [p for p in pieces if p in shown and p not in elsewhere] == []

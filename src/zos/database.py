@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-import re
+import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from zos.config import Settings
 from zos.errors import ConfigError, DatabaseUnavailable
+from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_read_uri
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -38,7 +40,16 @@ SQLITE_BEGIN_IMMEDIATE = "zos_sqlite_begin_immediate"
 SQLITE_AUTOCOMMIT = "zos_sqlite_autocommit"
 
 _DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+# Each driver's name for the bound on connecting (database.connect_timeout_seconds).
+_CONNECT_TIMEOUT_ARGS = {
+    "psycopg": "connect_timeout",
+    "psycopg2": "connect_timeout",
+    "pg8000": "timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "mysqlconnector": "connection_timeout",
+    "mariadbconnector": "connect_timeout",
+}
 
 
 @dataclass(frozen=True)
@@ -66,34 +77,34 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def mask_url(text: str) -> str:
-    """Replace any password inside a URL-like string with ``***``."""
-    return _PASSWORD_IN_TEXT.sub(r"\1***@", text)
-
-
 def resolve_target(settings: Settings, url: str | None = None) -> DatabaseTarget:
-    """Parse the database URL in force (or ``url``).
+    """Parse the database URL in force (or ``url``) with ``zos.urls.parse_url``.
+
+    The SQLAlchemy URL is built from the parsed parts, so SQLAlchemy and the standard-library
+    read path agree on the file or server, and the display never shows a password.
 
     Raises:
-        ConfigError: the URL cannot be parsed or names an unsupported database.
+        ConfigError: the URL cannot be parsed or names an unsupported database or driver.
     """
-    raw = url or settings.database_url
     try:
-        parsed = make_url(raw)
-    except exc.ArgumentError as error:
-        raise ConfigError(f"database URL is not valid: {mask_url(raw)}") from error
-    backend = parsed.get_backend_name()
-    if backend == "mariadb":
-        backend = "mysql"
-    if backend not in ("sqlite", "postgresql", "mysql"):
-        raise ConfigError(
-            f"database URL {parsed.render_as_string(hide_password=True)}: unsupported database "
-            f"'{parsed.get_backend_name()}' (use sqlite, postgresql or mysql/mariadb)"
-        )
-    path = None
-    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(str(parsed.database))
-    return DatabaseTarget(parsed, parsed.render_as_string(hide_password=True), backend, path)
+        parsed = parse_url(url or settings.database_url)
+    except InvalidUrl as error:
+        raise ConfigError(f"database URL is not valid: {error}") from error
+    query: dict[str, list[str]] = {}
+    for key, value in parsed.query:
+        query.setdefault(key, []).append(value)
+    sa_url = URL.create(
+        parsed.scheme,
+        username=parsed.username,
+        password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query={
+            key: values[0] if len(values) == 1 else tuple(values) for key, values in query.items()
+        },
+    )
+    return DatabaseTarget(sa_url, parsed.display, parsed.backend, parsed.sqlite_path)
 
 
 def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = None) -> Engine:
@@ -111,9 +122,19 @@ def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = 
     target = resolve_target(settings, url)
     if target.backend == "sqlite":
         return _sqlite_engine(target, settings, readonly=readonly)
-    connect_args = {}
+    connect_args: dict[str, Any] = {}
     if target.backend == "mysql" and "charset" not in target.url.query:
         connect_args["charset"] = "utf8mb4"
+    password = target.url.password
+    if target.url.get_driver_name() == "pymysql" and password and not password.isascii():
+        # PyMySQL encodes a text password as Latin-1 and fails on anything else; a password set
+        # from a UTF-8 client is stored as its UTF-8 bytes, so send those.
+        connect_args["password"] = password.encode("utf-8")
+    timeout_arg = _CONNECT_TIMEOUT_ARGS.get(target.url.get_driver_name())
+    if timeout_arg and timeout_arg not in target.url.query:
+        # Whole seconds for every driver; libpq takes anything below 2 as 2.
+        seconds = math.ceil(settings.database.connect_timeout_seconds)
+        connect_args[timeout_arg] = max(2 if target.backend == "postgresql" else 1, seconds)
     try:
         return create_engine(target.url, pool_pre_ping=True, connect_args=connect_args)
     except (exc.NoSuchModuleError, ModuleNotFoundError) as error:
@@ -131,13 +152,21 @@ def connect(engine: Engine, display: str | None = None) -> Iterator[Connection]:
     Raises:
         DatabaseUnavailable: the server cannot be reached or refuses the login, the file cannot
             be opened, or the database fails a statement zos itself issues (not a migration's).
+        ConfigError: the driver refuses an option given in the URL's query.
     """
-    display = display or engine.url.render_as_string(hide_password=True)
+    display = display or mask_url(engine.url.render_as_string(hide_password=True))
     try:
         conn = engine.connect()
     except exc.DBAPIError as error:
         raise DatabaseUnavailable(
             f"cannot connect to {display}: {first_line(error.orig)}"
+        ) from error
+    except (TypeError, ValueError) as error:
+        # The URL's query options reach the driver as keyword arguments, unchecked by
+        # SQLAlchemy: an option the driver lacks, or a value it cannot take, fails here.
+        raise ConfigError(
+            f"cannot connect to {display}: the driver refused an option of the URL: "
+            f"{first_line(error)}"
         ) from error
     try:
         with conn:
@@ -181,10 +210,8 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
     path = target.sqlite_path
     busy_ms = int(settings.database.busy_timeout_seconds * 1000)
     if readonly and path is not None:
-        # mode=rw never creates a missing file; query_only forbids writes. A read-write open
-        # (rather than mode=ro) lets the last connection remove the -wal and -shm files it
-        # needed, so a look at the database leaves the directory as it found it.
-        uri = path.resolve().as_uri() + "?mode=rw"
+        # Never creates a missing file, and query_only forbids writes; see sqlite_read_uri.
+        uri = sqlite_read_uri(path)
 
         def creator() -> sqlite3.Connection:
             return sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -193,6 +220,7 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
     else:
         if path is not None:
             _ensure_directory(path, settings)
+            _ensure_writable(path)
         engine = create_engine(target.url)
 
     @event.listens_for(engine, "connect")
@@ -218,6 +246,20 @@ def _sqlite_engine(target: DatabaseTarget, settings: Settings, *, readonly: bool
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(SQLITE_BEGIN_IMMEDIATE) else "BEGIN")
 
     return engine
+
+
+def _ensure_writable(path: Path) -> None:
+    # Checked before anything runs: SQLite would otherwise fail the first migration with
+    # "attempt to write a readonly database", after a backup and with a misleading culprit.
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DatabaseUnavailable(
+            f"cannot write to SQLite database {path}: the file is read-only to this user"
+        )
+    if not os.access(path.parent, os.W_OK):
+        raise DatabaseUnavailable(
+            f"cannot write to SQLite database {path}: its folder {path.parent} is read-only to "
+            "this user (SQLite writes its -wal and -shm files there)"
+        )
 
 
 def _ensure_directory(path: Path, settings: Settings) -> None:

@@ -89,7 +89,7 @@ def test_traceback_flag_shows_the_traceback_of_a_user_error(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("url", "code", "expected"),
     [
-        ("not a url", 2, "database URL is not valid"),
+        ("not a url", 2, "bad value for 'database.url': not a usable database URL"),
         ("oracle://scott:s3cret-pw@db/orcl", 2, "unsupported database 'oracle'"),
         ("postgresql+psycopg://zos:s3cret-pw@127.0.0.1:1/zos", 1, "cannot connect to"),
         ("mysql+pymysql://zos:s3cret-pw@127.0.0.1:1/zos", 1, "cannot connect to"),

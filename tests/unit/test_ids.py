@@ -61,3 +61,14 @@ def test_is_ulid_rejects_malformed_strings(value: str) -> None:
 
 def test_is_ulid_accepts_a_canonical_ulid() -> None:
     assert is_ulid("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+
+
+def test_ids_keep_sorting_after_earlier_ones_when_the_clock_steps_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = time.time_ns()
+    monkeypatch.setattr(time, "time_ns", lambda: now)
+    first = new_ulid()
+    monkeypatch.setattr(time, "time_ns", lambda: now - 5_000_000_000)  # five seconds back
+    later = [new_ulid() for _ in range(100)]
+    assert all(earlier < after for earlier, after in pairwise([first, *later]))

@@ -75,22 +75,31 @@ def config() -> None:
 @click.pass_context
 def config_check(ctx: click.Context) -> None:
     """Validate the configuration and print the effective settings (passwords masked)."""
-    from zos.database import resolve_target
+    from zos.urls import parse_url
 
     settings = load(ctx)
     path = ctx.meta.get("zos.config_path")
     if path is None and Path("config.yaml").is_file():
         path = Path("config.yaml")
+    database = settings.database
+    migrate_url = database.migrate_url and parse_url(database.migrate_url).display
     click.echo(f"Configuration is valid ({path or 'no config file, defaults'})")
-    click.echo(f"data_dir: {settings.data_dir}")
-    click.echo(f"log_level: {settings.log_level}")
-    click.echo(f"log_json: {str(settings.log_json).lower()}")
-    click.echo(f"database.url: {resolve_target(settings).display}")
-    click.echo(f"database.busy_timeout_seconds: {settings.database.busy_timeout_seconds:g}")
-    click.echo(f"database.lock_timeout_seconds: {settings.database.lock_timeout_seconds:g}")
-    click.echo(f"backups.keep: {settings.backups.keep}")
-    if settings.migrations_dir is not None:
-        click.echo(f"migrations_dir: {settings.migrations_dir}")
+    for key, value in (
+        ("data_dir", settings.data_dir),
+        ("log_level", settings.log_level),
+        ("log_json", str(settings.log_json).lower()),
+        ("database.url", parse_url(settings.database_url).display),
+        ("database.migrate_url", migrate_url),
+        ("database.schema", database.schema),
+        ("database.busy_timeout_seconds", f"{database.busy_timeout_seconds:g}"),
+        ("database.lock_timeout_seconds", f"{database.lock_timeout_seconds:g}"),
+        ("database.connect_timeout_seconds", f"{database.connect_timeout_seconds:g}"),
+        ("database.ddl_lock_timeout_seconds", f"{database.ddl_lock_timeout_seconds:g}"),
+        ("backups.keep", settings.backups.keep),
+        ("migrations_dir", settings.migrations_dir),
+    ):
+        if value is not None:
+            click.echo(f"{key}: {value}")
 
 
 def main() -> None:

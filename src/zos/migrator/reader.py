@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zos.config import Settings
-from zos.errors import DatabaseUnavailable
+from zos.errors import ConfigError, DatabaseUnavailable
 from zos.migrator.records import AppliedMigration, applied_from_row
 
 _VERSIONS = "SELECT version, description, checksum, state, applied_at, duration_ms FROM {table}"
@@ -58,22 +58,32 @@ def read_history(settings: Settings) -> RecordedHistory:
 
 
 def plain_sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///path`` URL with no driver or options, else None."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or "?" in url or len(url) == len(prefix):
-        return None
-    return Path(url[len(prefix) :])
+    """The file of an SQLite URL with no options, as SQLAlchemy would open it, else None.
+
+    Raises:
+        ConfigError: the URL is not valid.
+    """
+    from zos.urls import InvalidUrl, parse_url
+
+    try:
+        parsed = parse_url(url)
+    except InvalidUrl as error:
+        raise ConfigError(f"database URL is not valid: {error}") from error
+    return None if parsed.query else parsed.sqlite_path
 
 
 def _read_sqlite(url: str, path: Path) -> RecordedHistory:
     if not path.exists():
         return RecordedHistory(url, [], frozenset())
+    from zos.urls import sqlite_read_uri
+
+    uri = sqlite_read_uri(path)
+    # A read-only file with a write-ahead log still in it cannot be read by this user.
+    hint = "" if uri.endswith("mode=rw") else " (the file is read-only to this user)"
     try:
-        # mode=rw never creates the file, and query_only forbids writes; a read-write open lets
-        # the last connection tidy up the -wal and -shm files it needed (see zos.database).
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+        conn = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as error:
-        raise DatabaseUnavailable(f"cannot connect to {url}: {error}") from error
+        raise DatabaseUnavailable(f"cannot connect to {url}: {error}{hint}") from error
     try:
         conn.execute("PRAGMA query_only = ON")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -89,7 +99,7 @@ def _read_sqlite(url: str, path: Path) -> RecordedHistory:
             else frozenset()
         )
     except sqlite3.Error as error:
-        raise DatabaseUnavailable(f"database error on {url}: {error}") from error
+        raise DatabaseUnavailable(f"database error on {url}: {error}{hint}") from error
     finally:
         conn.close()
     from zos.migrator.dialects.sqlite import probe_run_lock

@@ -155,8 +155,26 @@ def connect(engine: Engine, display: str | None = None) -> Iterator[Connection]:
         ConfigError: the driver refuses an option given in the URL's query.
     """
     display = display or mask_url(engine.url.render_as_string(hide_password=True))
+    conn = open_connection(engine, display)
     try:
-        conn = engine.connect()
+        with conn:
+            yield conn
+    except exc.DBAPIError as error:
+        raise DatabaseUnavailable(
+            f"database error on {display}: {first_line(error.orig)}"
+        ) from error
+
+
+def open_connection(engine: Engine, display: str | None = None) -> Connection:
+    """``engine.connect()``, with the driver's refusal turned into a ``ZosError``.
+
+    Raises:
+        DatabaseUnavailable: the server cannot be reached or refuses the login.
+        ConfigError: the driver refuses an option given in the URL's query.
+    """
+    display = display or mask_url(engine.url.render_as_string(hide_password=True))
+    try:
+        return engine.connect()
     except exc.DBAPIError as error:
         raise DatabaseUnavailable(
             f"cannot connect to {display}: {first_line(error.orig)}"
@@ -167,13 +185,6 @@ def connect(engine: Engine, display: str | None = None) -> Iterator[Connection]:
         raise ConfigError(
             f"cannot connect to {display}: the driver refused an option of the URL: "
             f"{first_line(error)}"
-        ) from error
-    try:
-        with conn:
-            yield conn
-    except exc.DBAPIError as error:
-        raise DatabaseUnavailable(
-            f"database error on {display}: {first_line(error.orig)}"
         ) from error
 
 

@@ -144,22 +144,53 @@ def _run_lock(
     """
     lock = dialect.run_lock(engine)
     try:
-        if wait:
-            with interrupts.interruptible():
-                acquire(
-                    lock,
-                    settings.database.lock_timeout_seconds,
-                    lambda holder: on_event(MigrationEvent(EventKind.WAITING, detail=holder or "")),
-                )
-        elif not lock.try_acquire():
-            holder = lock.holder()
-            raise RunInProgress(
-                f"a migration run is in progress ({holder or 'another process'}); wait for it "
-                "to finish and try again"
-            )
+        with _translated(engine):
+            _take(lock, settings, interrupts, on_event, wait=wait)
         yield lock
     finally:
-        lock.release()
+        with _translated(engine):
+            lock.release()
+
+
+def _take(
+    lock: RunLock,
+    settings: Settings,
+    interrupts: Interrupts,
+    on_event: EventCallback,
+    *,
+    wait: bool,
+) -> None:
+    if wait:
+        with interrupts.interruptible():
+            acquire(
+                lock,
+                settings.database.lock_timeout_seconds,
+                lambda holder: on_event(MigrationEvent(EventKind.WAITING, detail=holder or "")),
+            )
+    elif not lock.try_acquire():
+        holder = lock.holder()
+        raise RunInProgress(
+            f"a migration run is in progress ({holder or 'another process'}); wait for it "
+            "to finish and try again"
+        )
+
+
+@contextmanager
+def _translated(engine: Engine) -> Iterator[None]:
+    """A driver error in the run lock's own statements becomes ``DatabaseUnavailable``."""
+    from sqlalchemy import exc
+
+    from zos.database import first_line
+    from zos.errors import DatabaseUnavailable
+    from zos.urls import mask_url
+
+    try:
+        yield
+    except exc.DBAPIError as error:
+        display = mask_url(engine.url.render_as_string(hide_password=True))
+        raise DatabaseUnavailable(
+            f"database error on {display}: {first_line(error.orig)}"
+        ) from error
 
 
 def dry_run(settings: Settings, target: int | None = None) -> DryRun:

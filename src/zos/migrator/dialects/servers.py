@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc, text
 
+from zos.database import open_connection
 from zos.errors import LockTimeout
 from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
 
@@ -125,7 +126,7 @@ class PostgresRunLock:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = open_connection(self.engine).execution_options(isolation_level="AUTOCOMMIT")
             PostgresDialect().prepare(conn)
             self._conn = conn
         return self._conn
@@ -221,7 +222,7 @@ class MySQLRunLock:
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self.engine.connect()
+            self._conn = open_connection(self.engine)
             self._name = mysql_lock_name(self._conn)
             self._conn.commit()
         return self._conn

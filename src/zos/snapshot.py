@@ -175,12 +175,23 @@ def sqlite_copy(database: Path) -> Iterator[Path]:
         ) from error
     try:
         copy = folder / "rehearsal.db"
-        if database.exists():
+        if _exists(database):
             _rehearsal_copy(database, copy)
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         release(handle)
+
+
+def _exists(database: Path) -> bool:
+    try:
+        database.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        # Not "no database yet": rehearsing on an empty copy would show a plan from version 0.
+        raise RehearsalError(f"cannot rehearse on a copy of {database}: {_cause(error)}") from error
+    return True
 
 
 def _rehearsal_copy(database: Path, copy: Path) -> None:

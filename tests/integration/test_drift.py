@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, Engine
 
-from tests.conftest import Backend
+from tests.conftest import Backend, run_zos
 from zos import migrator
 from zos.database import metadata
 from zos.migrator.drift import find_drift
@@ -169,4 +169,178 @@ def test_a_foreign_key_added_by_hand_is_named(backend: Backend, engine: Engine) 
     assert drift(engine) == [
         f"table draft_history: foreign key {FK_NAME} (channel_id) -> channels (id)"
         " is in the database but not in the schema"
+    ]
+
+
+def rebuild_sqlite_table(engine: Engine, table: str, old: str, new: str) -> None:
+    """Rebuild an SQLite table from its stored SQL with ``old`` replaced by ``new``, following
+    SQLite's documented recipe (foreign keys off; create, copy, drop, rename, re-index)."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        conn.commit()
+        with conn.begin():
+            sql, *indexes = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL"
+                " ORDER BY type = 'index'",
+                (table,),
+            ).scalars()
+            assert old in sql
+            edited = sql.replace(old, new).replace(f"CREATE TABLE {table}", "CREATE TABLE rebuilt")
+            conn.exec_driver_sql(edited)
+            conn.exec_driver_sql(f"INSERT INTO rebuilt SELECT * FROM {table}")
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+            conn.exec_driver_sql(f"ALTER TABLE rebuilt RENAME TO {table}")
+            for index in indexes:
+                conn.exec_driver_sql(index)
+        conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+        conn.commit()
+
+
+CHECK = "ck_insights_valence_required"
+VALENCE = (
+    "valence_joy IS NOT NULL OR valence_concern IS NOT NULL OR valence_curiosity IS NOT NULL"
+    " OR valence_warmth IS NOT NULL OR valence_tension IS NOT NULL"
+)
+
+
+def test_a_check_constraint_dropped_by_hand_is_named(backend: Backend, engine: Engine) -> None:
+    if backend.name == "sqlite":
+        rebuild_sqlite_table(engine, "insights", f"CONSTRAINT {CHECK} CHECK ({VALENCE}), ", "")
+    else:
+        run(engine, f"ALTER TABLE insights DROP CONSTRAINT {CHECK}")
+    assert drift(engine) == [
+        f"table insights: check constraint {CHECK} ({VALENCE}) is missing from the database"
+    ]
+
+
+def test_a_check_constraint_whose_condition_changed_is_named_with_both_sides(
+    backend: Backend, engine: Engine
+) -> None:
+    if backend.name == "sqlite":
+        rebuild_sqlite_table(engine, "insights", VALENCE, "valence_joy IS NOT NULL")
+    else:
+        run(
+            engine,
+            f"ALTER TABLE insights DROP CONSTRAINT {CHECK}",
+            f"ALTER TABLE insights ADD CONSTRAINT {CHECK} CHECK (valence_joy IS NOT NULL)",
+        )
+    stored = {
+        "sqlite": "valence_joy IS NOT NULL",
+        "postgresql": "valence_joy IS NOT NULL",
+        "mariadb": "`valence_joy` is not null",
+    }[backend.name]
+    assert drift(engine) == [
+        f"table insights: check constraint {CHECK} is ({stored}) in the database"
+        f" but ({VALENCE}) in the schema"
+    ]
+
+
+def test_a_check_constraint_added_by_hand_is_named(backend: Backend, engine: Engine) -> None:
+    clause = "CONSTRAINT ck_draft_history_short CHECK (length(content) < 2000)"
+    if backend.name == "sqlite":
+        with engine.begin() as conn:
+            rebuild_sqlite_draft_history(conn, SQLITE_DRAFT_HISTORY, extra=clause)
+    else:
+        run(engine, f"ALTER TABLE draft_history ADD {clause}")
+    stored = {
+        "sqlite": "length(content) < 2000",
+        "postgresql": "length(content) < 2000",
+        "mariadb": "octet_length(`content`) < 2000",
+    }[backend.name]
+    assert drift(engine) == [
+        f"table draft_history: check constraint ck_draft_history_short ({stored})"
+        " is in the database but not in the schema"
+    ]
+
+
+def test_a_server_default_added_by_hand_is_named_with_both_sides(
+    backend: Backend, engine: Engine
+) -> None:
+    if backend.name == "sqlite":
+        columns = dict(SQLITE_DRAFT_HISTORY, layer_name="VARCHAR(255) NOT NULL DEFAULT 'speech'")
+        with engine.begin() as conn:
+            rebuild_sqlite_draft_history(conn, columns)
+    else:
+        run(engine, "ALTER TABLE draft_history ALTER COLUMN layer_name SET DEFAULT 'speech'")
+    stored = "'speech'::character varying" if backend.name == "postgresql" else "'speech'"
+    assert drift(engine) == [
+        f"table draft_history: column layer_name has default {stored} in the database"
+        " but none in the schema"
+    ]
+
+
+COLLATION = {"postgresql": ('"C"', "C"), "mariadb": ("utf8mb4_bin", "utf8mb4_bin")}
+
+
+def test_a_column_collation_changed_by_hand_is_named_with_both_sides(
+    server_backend: Backend, engine_on_server: Engine
+) -> None:
+    """SQLite is left out: SQLAlchemy does not reflect its collations."""
+    declared, stored = COLLATION[server_backend.name]
+    if server_backend.name == "postgresql":
+        change = f"ALTER COLUMN channel_id TYPE VARCHAR(32) COLLATE {declared}"
+        default = "the database's default"
+    else:
+        change = f"MODIFY channel_id VARCHAR(32) COLLATE {declared} NOT NULL"
+        with engine_on_server.connect() as conn:
+            table_collation = conn.exec_driver_sql(
+                "SELECT TABLE_COLLATION FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'draft_history'"
+            ).scalar()
+        default = f"the table's default ({table_collation})"
+    run(engine_on_server, f"ALTER TABLE draft_history {change}")
+    assert drift(engine_on_server) == [
+        f"table draft_history: column channel_id has collation {stored} in the database"
+        f" but {default} in the schema"
+    ]
+
+
+@pytest.fixture
+def engine_on_server(server_backend: Backend) -> Iterator[Engine]:
+    migrator.migrate(server_backend.settings())
+    engine = server_backend.engine()
+    yield engine
+    engine.dispose()
+
+
+REACTIONS_FK = "fk_reactions_message_id_messages"
+
+
+def test_a_changed_on_delete_is_one_sentence_naming_both_actions(
+    backend: Backend, engine: Engine
+) -> None:
+    if backend.name == "sqlite":
+        rebuild_sqlite_table(
+            engine,
+            "reactions",
+            "REFERENCES messages (id)",
+            "REFERENCES messages (id) ON DELETE CASCADE",
+        )
+    else:
+        drop = "DROP FOREIGN KEY" if backend.name == "mariadb" else "DROP CONSTRAINT"
+        run(
+            engine,
+            f"ALTER TABLE reactions {drop} {REACTIONS_FK}",
+            f"ALTER TABLE reactions ADD CONSTRAINT {REACTIONS_FK} FOREIGN KEY (message_id)"
+            " REFERENCES messages (id) ON DELETE CASCADE",
+        )
+    assert drift(engine) == [
+        f"table reactions: foreign key {REACTIONS_FK} (message_id) -> messages (id)"
+        " has ON DELETE CASCADE in the database but no ON DELETE action in the schema"
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_an_expression_index_made_by_hand_is_named_without_a_warning(
+    backend: Backend, engine: Engine
+) -> None:
+    """MariaDB has no expression indexes. SQLite's reflection skips them with a warning."""
+    run(engine, "CREATE INDEX ix_lower_content ON messages (lower(content))")
+
+    result = run_zos("db", "check", env=backend.env())
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "1 problem(s) found:",
+        "  - table messages: index ix_lower_content is in the database but not in the schema",
     ]

@@ -6,7 +6,9 @@ Reads the database through Alembic's autogenerate comparison; never changes it.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -15,50 +17,204 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Connection,
+    DefaultClause,
     Dialect,
     ForeignKeyConstraint,
     Index,
     MetaData,
     PrimaryKeyConstraint,
     Table,
+    TextClause,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, SAWarning
 from sqlalchemy.types import TypeEngine
 
-# MySQL/MariaDB only print a collation that differs from the table's, and the schema declares
-# none, so it has no opinion on them (Alembic's own type comparison ignores them the same way).
+from zos.migrator.drift_catalog import catalog_drift
+
+# A type's collation (and MySQL's character set) is compared on its own, in drift_catalog.
 _CHARSET_OR_COLLATION = re.compile(r"\s+(?:CHARACTER SET|COLLATE)\s+\S+")
 # Display widths (INT(11)) change nothing stored; MariaDB reports them, SQLAlchemy omits them.
 _INTEGER_DISPLAY_WIDTH = re.compile(r"^(TINYINT|SMALLINT|MEDIUMINT|INT|INTEGER|BIGINT)\(\d+\)")
 _CONSTRAINTS = (ForeignKeyConstraint, UniqueConstraint, CheckConstraint, PrimaryKeyConstraint)
+# sqlalchemy/dialects/sqlite/base.py, get_indexes(): SQLite's reflection skips these with a warning.
+_SKIPPED_INDEX = re.compile(r"Skipped unsupported reflection of expression-based index (\S+)")
+_DEFAULT_CAST = re.compile(r"::[a-z_]+(?: [a-z_]+)*(?:\(\d+\))?(?:\[\])?", re.IGNORECASE)
+_NOW = re.compile(r"(?:current_timestamp|now|localtimestamp)(?:\(\d*\))?", re.IGNORECASE)
+_EXTRA, _MISSING = "is in the database but not in the schema", "is missing from the database"
 
 
 def find_drift(conn: Connection, metadata: MetaData) -> list[str]:
-    """Every difference between the live schema on ``conn`` and ``metadata``, one sentence each."""
+    """Every difference between the live schema on ``conn`` and ``metadata``, one sentence each.
+
+    Compares tables, columns, types, nullability, server defaults, indexes, unique and foreign
+    keys (their ON DELETE/ON UPDATE actions included) with Alembic, then CHECK constraints and
+    collations from the catalog (``drift_catalog``), which Alembic does not compare.
+    """
     context = MigrationContext.configure(
         conn,
         opts={
             "compare_type": _types_differ,
-            "compare_server_default": False,
+            "compare_server_default": _defaults_differ,
             "include_name": _include_name,
             "include_object": _include_object,
         },
     )
+    with _expression_indexes(conn) as skipped:
+        diffs = list(_flatten(compare_metadata(context, metadata)))
     described = [
-        (diff[0], *_describe(diff, conn.dialect))
-        for diff in _flatten(compare_metadata(context, metadata))
+        (diff[0], table, sentence)
+        for diff in _paired_foreign_keys(diffs)
+        for table, text in [_describe(diff, conn.dialect)]
+        for sentence in text.splitlines()
+    ]
+    described += [
+        ("remove_index", table, f"table {table}: index {name} {_EXTRA}")
+        for table, name in skipped
+        if not _declares_index(metadata, name)
     ]
     # A table missing or extra as a whole is one sentence, not one more per index it holds.
     whole = {table for kind, table, _ in described if kind in ("add_table", "remove_table")}
+    present = [
+        table
+        for table in metadata.sorted_tables
+        if table.name not in whole and not _is_internal(table.name)
+    ]
     return sorted(
         {
             sentence
             for kind, table, sentence in described
             if table not in whole or kind in ("add_table", "remove_table")
         }
+        | set(catalog_drift(conn, present))
     )
+
+
+@contextmanager
+def _expression_indexes(conn: Connection) -> Iterator[list[tuple[str, str]]]:
+    """Catch SQLAlchemy's warning for each expression index it cannot reflect (SQLite), and
+    yield them as (table, index) to report instead; every other warning passes on unchanged.
+    """
+    skipped: list[tuple[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield skipped
+    for warning in caught:
+        match = _SKIPPED_INDEX.fullmatch(str(warning.message))
+        if match is not None and issubclass(warning.category, SAWarning):
+            skipped.append((_sqlite_index_table(conn, match[1]), match[1]))
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+def _sqlite_index_table(conn: Connection, index: str) -> str:
+    table = conn.exec_driver_sql(
+        "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name = ?", (index,)
+    ).scalar()
+    return str(table) if table is not None else "(unknown table)"
+
+
+def _declares_index(metadata: MetaData, name: str) -> bool:
+    return any(index.name == name for table in metadata.tables.values() for index in table.indexes)
+
+
+def _paired_foreign_keys(diffs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The diffs, with each foreign key Alembic reports as removed and added again (its actions
+    changed) turned into one ``modify_fk`` diff: (kind, in the database, in the schema).
+    """
+    removed = {
+        _fk_key(diff[1]): diff[1]
+        for diff in diffs
+        if diff[0] == "remove_fk" and isinstance(diff[1], ForeignKeyConstraint)
+    }
+    paired: list[tuple[Any, ...]] = []
+    matched = set()
+    for diff in diffs:
+        if diff[0] == "add_fk" and isinstance(diff[1], ForeignKeyConstraint):
+            key = _fk_key(diff[1])
+            if key in removed:
+                matched.add(key)
+                paired.append(("modify_fk", removed[key], diff[1]))
+                continue
+        paired.append(diff)
+    return [diff for diff in paired if not (diff[0] == "remove_fk" and _fk_key(diff[1]) in matched)]
+
+
+def _fk_key(fk: ForeignKeyConstraint) -> tuple[str, tuple[str, ...], str]:
+    targets = tuple(element.target_fullname for element in fk.elements)
+    return _owner(fk), tuple(fk.column_keys), ",".join(targets)
+
+
+def _foreign_key_sentences(
+    in_database: ForeignKeyConstraint, wanted: ForeignKeyConstraint
+) -> list[str]:
+    prefix = f"table {_owner(wanted)}: {_constraint(in_database, actions=False)}"
+    sentences = [
+        f"{prefix} has {_action(in_database, what) or f'no {what} action'} in the database"
+        f" but {_action(wanted, what) or f'no {what} action'} in the schema"
+        for what in ("ON DELETE", "ON UPDATE")
+        if _action(in_database, what) != _action(wanted, what)
+    ]
+    if sentences:
+        return sentences
+    return [
+        f"table {_owner(wanted)}: {_constraint(in_database)} {_EXTRA},"
+        f" where the schema has {_constraint(wanted)}"
+    ]
+
+
+def _action(fk: ForeignKeyConstraint, what: str) -> str | None:
+    """``ON DELETE CASCADE`` and the like; None for the default, which every database calls
+    NO ACTION (MariaDB/MySQL treat RESTRICT the same and print neither).
+    """
+    value = fk.ondelete if what == "ON DELETE" else fk.onupdate
+    if value is None or value.upper() == "NO ACTION":
+        return None
+    return f"{what} {' '.join(value.upper().split())}"
+
+
+def _defaults_differ(
+    context: MigrationContext,
+    inspected_column: Column[Any],
+    metadata_column: Column[Any],
+    inspected_default: str | None,
+    metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool:
+    # Returning a bool, never None, keeps Alembic's own (dialect-specific) comparison out of it.
+    found, wanted = _default_text(inspected_default), _default_text(rendered_metadata_default)
+    if found is not None and found.startswith("nextval(") and wanted is None:
+        # PostgreSQL's SERIAL: the sequence behind an autoincrementing key, not a declared default.
+        return not (metadata_column.primary_key and metadata_column.autoincrement in (True, "auto"))
+    return found != wanted
+
+
+def _default_text(sql: str | None) -> str | None:
+    """A server default's SQL without what databases add when they store it: PostgreSQL's casts,
+    wrapping parentheses, quotes around a number, and the spellings of the current time.
+    """
+    if sql is None:
+        return None
+    text = _DEFAULT_CAST.sub("", sql.strip())
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    if re.fullmatch(r"'-?\d+(?:\.\d+)?'", text):
+        text = text[1:-1]
+    if _NOW.fullmatch(text):
+        return "current_timestamp"
+    return None if text.upper() == "NULL" else text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _is_internal(name: str | None) -> bool:
@@ -97,9 +253,9 @@ def _type_text(type_: TypeEngine[Any], dialect: Dialect) -> str:
         declared = type_.compile(dialect=dialect)
     except CompileError:
         return repr(type_)
-    declared = " ".join(declared.upper().split())
+    # Collations are compared on their own (drift_catalog), in a sentence of their own.
+    declared = _CHARSET_OR_COLLATION.sub("", " ".join(declared.upper().split()))
     if _is_mysql(dialect):
-        declared = _CHARSET_OR_COLLATION.sub("", declared)
         # MySQL has no boolean type: BOOL is an alias that MariaDB reports as TINYINT(1).
         if declared == "TINYINT(1)":
             return "BOOL"
@@ -143,8 +299,10 @@ def _flatten(diffs: Any) -> Iterator[tuple[Any, ...]]:
 
 def _describe(diff: tuple[Any, ...], dialect: Dialect) -> tuple[str | None, str]:
     """The table a diff belongs to (None if unknown) and one plain sentence for it."""
-    extra, missing = "is in the database but not in the schema", "is missing from the database"
+    extra, missing = _EXTRA, _MISSING
     match diff:
+        case ("modify_fk", ForeignKeyConstraint() as in_database, ForeignKeyConstraint() as wanted):
+            return _owner(wanted), "\n".join(_foreign_key_sentences(in_database, wanted))
         case ("add_table", Table() as table):
             return table.name, f"table {table.name} {missing}"
         case ("remove_table", Table() as table):
@@ -206,13 +364,19 @@ def _index(index: Index) -> str:
 
 def _constraint(
     item: ForeignKeyConstraint | UniqueConstraint | CheckConstraint | PrimaryKeyConstraint,
+    *,
+    actions: bool = True,
 ) -> str:
     name = f" {item.name}" if isinstance(item.name, str) else ""
     if isinstance(item, ForeignKeyConstraint):
         targets = [element.target_fullname.rsplit(".", 1) for element in item.elements]
         referred = targets[0][0] if targets else "(unknown table)"
         columns = ", ".join(target[-1] for target in targets)
-        return f"foreign key{name} ({', '.join(item.column_keys)}) -> {referred} ({columns})"
+        described = f"foreign key{name} ({', '.join(item.column_keys)}) -> {referred} ({columns})"
+        if actions:
+            for what in ("ON DELETE", "ON UPDATE"):
+                described += f" {_action(item, what)}" if _action(item, what) else ""
+        return described
     if isinstance(item, CheckConstraint):
         return f"check constraint{name} ({item.sqltext})"
     kind = "unique constraint" if isinstance(item, UniqueConstraint) else "primary key"
@@ -228,6 +392,9 @@ def _value(value: object, dialect: Dialect) -> str:
         return "none"
     if isinstance(value, TypeEngine):
         return _type_text(value, dialect)
+    if isinstance(value, DefaultClause):
+        arg = value.arg
+        return str(arg.text if isinstance(arg, TextClause) else arg)
     return repr(value) if isinstance(value, str) else str(value)
 
 

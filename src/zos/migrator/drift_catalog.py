@@ -1,0 +1,100 @@
+"""What Alembic's comparison leaves out of schema drift: CHECK constraints and column collations,
+read from the database's catalog through SQLAlchemy's inspector. Read-only; one sentence each.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Connection, Dialect, Table, inspect
+from sqlalchemy.engine import Inspector
+
+# PostgreSQL stores a CHECK's text re-written: parenthesised, with casts (``'a'::text``).
+_CAST = re.compile(r"::[a-z_]+(?: [a-z_]+)*(?:\(\d+\))?(?:\[\])?")
+_NOISE = re.compile(r"[\s()`\"]")
+
+
+def catalog_drift(conn: Connection, tables: list[Table]) -> list[str]:
+    """Differences in CHECK constraints and column collations between ``tables`` and ``conn``.
+
+    ``tables`` are the schema's tables that exist in the database (a missing table is reported
+    as a whole elsewhere).
+    """
+    inspector = inspect(conn)
+    sentences: list[str] = []
+    for table in tables:
+        sentences += _check_drift(inspector, table, conn.dialect)
+        sentences += _collation_drift(inspector, table, conn.dialect)
+    return sentences
+
+
+def _check_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:
+    wanted = {
+        _constraint_name(check, dialect): str(check.sqltext)
+        for check in table.constraints
+        if isinstance(check, CheckConstraint)
+    }
+    json_columns = {column.name for column in table.columns if isinstance(column.type, JSON)}
+    found: dict[str, str] = {}
+    for number, check in enumerate(inspector.get_check_constraints(table.name)):
+        text = str(check["sqltext"])
+        # MariaDB guards its JSON type (a LONGTEXT alias) with a json_valid() check of its own.
+        if _normal(text) in {f"json_valid{column}" for column in json_columns}:
+            continue
+        found[check.get("name") or f"(unnamed #{number + 1})"] = text
+    where = f"table {table.name}: check constraint"
+    sentences = []
+    for name in sorted(wanted.keys() | found.keys()):
+        if name not in found:
+            sentences.append(f"{where} {name} ({wanted[name]}) is missing from the database")
+        elif name not in wanted:
+            sentences.append(
+                f"{where} {name} ({found[name]}) is in the database but not in the schema"
+            )
+        elif _normal(found[name]) != _normal(wanted[name]):
+            sentences.append(
+                f"{where} {name} is ({found[name]}) in the database"
+                f" but ({wanted[name]}) in the schema"
+            )
+    return sentences
+
+
+def _collation_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:
+    # A column without its own collation uses the table's (MariaDB/MySQL, which only print a
+    # column's COLLATE when it differs from the table's) or the database's (PostgreSQL, SQLite).
+    if dialect.name in ("mysql", "mariadb"):
+        options = inspector.get_table_options(table.name)
+        default = f"the table's default ({options.get('mysql_collate', 'unknown')})"
+    else:
+        default = "the database's default"
+    sentences = []
+    for reflected in inspector.get_columns(table.name):
+        column = table.columns.get(reflected["name"])
+        if column is None or isinstance(column.type, JSON):
+            continue  # an extra column is reported elsewhere; JSON carries its own on MariaDB
+        declared = getattr(column.type.dialect_impl(dialect), "collation", None)
+        found = getattr(reflected["type"], "collation", None)
+        if _default_if_table_default(found, default) != _default_if_table_default(
+            declared, default
+        ):
+            sentences.append(
+                f"table {table.name}: column {column.name} has collation"
+                f" {found or default} in the database but {declared or default} in the schema"
+            )
+    return sentences
+
+
+def _default_if_table_default(collation: str | None, default: str) -> str:
+    return default if collation is None or default.endswith(f"({collation})") else collation
+
+
+def _constraint_name(check: CheckConstraint, dialect: Dialect) -> str:
+    """The name the database knows, the schema's naming convention applied."""
+    name: Any = dialect.identifier_preparer.format_constraint(check)
+    return str(name).strip('`"') if name else "(unnamed)"
+
+
+def _normal(sql: str) -> str:
+    """A CHECK's text without what databases add or drop when they store it."""
+    return _NOISE.sub("", _CAST.sub("", sql.lower()))

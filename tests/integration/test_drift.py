@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, Engine
 
-from tests.conftest import Backend, run_zos
+from tests.conftest import REAL_MIGRATIONS, Backend, MakeMigrations, run_zos
 from zos import migrator
 from zos.database import metadata
 from zos.migrator.drift import find_drift
@@ -344,3 +344,48 @@ def test_an_expression_index_made_by_hand_is_named_without_a_warning(
         "1 problem(s) found:",
         "  - table messages: index ix_lower_content is in the database but not in the schema",
     ]
+
+
+DROP_HAS_LINKS = """from sqlalchemy import Connection
+
+from zos.migrator import ops
+
+VERSION = 2
+DESCRIPTION = "Drop messages.has_links"
+
+
+def upgrade(conn: Connection) -> None:
+    ops.drop_column(conn, "messages", "has_links")
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_migrating_a_table_with_an_expression_index_prints_no_warning(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    """The table-change helpers reflect the table, which SQLite does with a warning per
+    expression index; the index itself is kept."""
+    folder = make_migrations(
+        {
+            "001_initial.py": (REAL_MIGRATIONS / "001_initial.py").read_text(),
+            "002_drop_has_links.py": DROP_HAS_LINKS,
+        }
+    )
+    migrator.migrate(backend.settings(migrations_dir=folder), target=1)
+    engine = backend.engine()
+    run(engine, "CREATE INDEX ix_lower_content ON messages (lower(content))")
+    engine.dispose()
+
+    rehearsed = run_zos("db", "migrate", "--dry-run", env=backend.env(folder))
+    applied = run_zos("db", "migrate", "--no-backup", env=backend.env(folder))
+
+    assert (rehearsed.returncode, rehearsed.stderr) == (0, "")
+    assert (applied.returncode, applied.stderr) == (0, "")
+    indexes = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index'",
+        "postgresql": "SELECT indexname FROM pg_indexes WHERE tablename = 'messages'",
+    }[backend.name]
+    engine = backend.engine()
+    with engine.connect() as conn:
+        assert "ix_lower_content" in set(conn.exec_driver_sql(indexes).scalars())
+    engine.dispose()

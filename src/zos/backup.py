@@ -128,20 +128,30 @@ def restore_instructions(backup: Backup, database: Path) -> str:
 
 
 def server_backup_command(url: URL) -> str:
-    """The one-line dump command for a PostgreSQL or MariaDB/MySQL URL, without its password."""
+    """The one-line dump command for a PostgreSQL or MariaDB/MySQL URL, without its password.
+
+    Raises:
+        BackupError: a MariaDB/MySQL URL names no database (PostgreSQL has a default one:
+            pg_dump, like zos, then connects to the database named after the user).
+        ValueError: the URL is not a server's (SQLite is backed up with a copy).
+    """
     backend = url.get_backend_name()
     if backend not in ("postgresql", "mysql", "mariadb"):
         raise ValueError(f"no server dump command for {backend} URLs; back up SQLite with a copy")
-    if not url.database:
-        raise ValueError("the URL names no database to dump")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # A password in the URL means the server asks for one: the tool prompts, nothing is echoed.
     if backend == "postgresql":
-        args = ["pg_dump", "--format=custom", f"--file=zos-{url.database}-{stamp}.dump"]
+        name = url.database or url.username or "postgres"
+        args = ["pg_dump", "--format=custom", f"--file=zos-{name}-{stamp}.dump"]
         args += _option("--host", url.host) + _option("--port", url.port)
         args += _option("--username", url.username)
         args += ["--password"] if url.password is not None else []
-        return shlex.join([*args, f"--dbname={url.database}"])
+        return shlex.join(args + _option("--dbname", url.database or None))
+    if not url.database:
+        raise BackupError(
+            "cannot say how to dump this MariaDB/MySQL server: the database URL names no"
+            " database; end it with /DATABASE, as in mysql+pymysql://zos@localhost/zos"
+        )
     args = ["mariadb-dump", "--single-transaction", "--routines", "--default-character-set=utf8mb4"]
     args += _option("--host", url.host) + _option("--port", url.port)
     args += _option("--user", url.username)

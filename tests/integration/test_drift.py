@@ -3,6 +3,7 @@ is described exactly by ``find_drift`` on every backend."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -172,8 +173,9 @@ def test_a_foreign_key_added_by_hand_is_named(backend: Backend, engine: Engine) 
     ]
 
 
-def rebuild_sqlite_table(engine: Engine, table: str, old: str, new: str) -> None:
-    """Rebuild an SQLite table from its stored SQL with ``old`` replaced by ``new``, following
+def rebuild_sqlite_table(engine: Engine, table: str, edits: dict[str, str]) -> None:
+    """Rebuild an SQLite table from its stored SQL with each key of ``edits`` replaced by its
+    value, following
     SQLite's documented recipe (foreign keys off; create, copy, drop, rename, re-index)."""
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
@@ -184,8 +186,11 @@ def rebuild_sqlite_table(engine: Engine, table: str, old: str, new: str) -> None
                 " ORDER BY type = 'index'",
                 (table,),
             ).scalars()
-            assert old in sql
-            edited = sql.replace(old, new).replace(f"CREATE TABLE {table}", "CREATE TABLE rebuilt")
+            for old, new in edits.items():
+                assert old in sql
+                sql = sql.replace(old, new)
+            # After a rename SQLite stores the name quoted.
+            edited = re.sub(rf'^CREATE TABLE "?{table}"?', "CREATE TABLE rebuilt", sql)
             conn.exec_driver_sql(edited)
             conn.exec_driver_sql(f"INSERT INTO rebuilt SELECT * FROM {table}")
             conn.exec_driver_sql(f"DROP TABLE {table}")
@@ -205,7 +210,7 @@ VALENCE = (
 
 def test_a_check_constraint_dropped_by_hand_is_named(backend: Backend, engine: Engine) -> None:
     if backend.name == "sqlite":
-        rebuild_sqlite_table(engine, "insights", f"CONSTRAINT {CHECK} CHECK ({VALENCE}), ", "")
+        rebuild_sqlite_table(engine, "insights", {f"CONSTRAINT {CHECK} CHECK ({VALENCE}), ": ""})
     else:
         run(engine, f"ALTER TABLE insights DROP CONSTRAINT {CHECK}")
     assert drift(engine) == [
@@ -217,7 +222,7 @@ def test_a_check_constraint_whose_condition_changed_is_named_with_both_sides(
     backend: Backend, engine: Engine
 ) -> None:
     if backend.name == "sqlite":
-        rebuild_sqlite_table(engine, "insights", VALENCE, "valence_joy IS NOT NULL")
+        rebuild_sqlite_table(engine, "insights", {VALENCE: "valence_joy IS NOT NULL"})
     else:
         run(
             engine,
@@ -313,8 +318,7 @@ def test_a_changed_on_delete_is_one_sentence_naming_both_actions(
         rebuild_sqlite_table(
             engine,
             "reactions",
-            "REFERENCES messages (id)",
-            "REFERENCES messages (id) ON DELETE CASCADE",
+            {"REFERENCES messages (id)": "REFERENCES messages (id) ON DELETE CASCADE"},
         )
     else:
         drop = "DROP FOREIGN KEY" if backend.name == "mariadb" else "DROP CONSTRAINT"
@@ -389,3 +393,25 @@ def test_migrating_a_table_with_an_expression_index_prints_no_warning(
     with engine.connect() as conn:
         assert "ix_lower_content" in set(conn.exec_driver_sql(indexes).scalars())
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_on_delete_in_a_column_level_references_clause_is_named_on_sqlite(
+    backend: Backend, engine: Engine
+) -> None:
+    """SQLAlchemy reads no action from SQLite's column-level REFERENCES; SQLite's list does."""
+    rebuild_sqlite_table(
+        engine,
+        "reactions",
+        {
+            ", \n\tCONSTRAINT fk_reactions_message_id_messages FOREIGN KEY(message_id)"
+            " REFERENCES messages (id)": "",
+            "message_id VARCHAR(32) NOT NULL": "message_id VARCHAR(32) NOT NULL"
+            " CONSTRAINT fk_reactions_message_id_messages REFERENCES messages (id)"
+            " ON DELETE SET NULL",
+        },
+    )
+    assert drift(engine) == [
+        f"table reactions: foreign key {REACTIONS_FK} (message_id) -> messages (id)"
+        " has ON DELETE SET NULL in the database but no ON DELETE action in the schema"
+    ]

@@ -26,22 +26,16 @@ from sqlalchemy import (
     Table,
     TextClause,
     UniqueConstraint,
-    text,
 )
-from sqlalchemy.exc import CompileError, SAWarning
+from sqlalchemy.exc import SAWarning
 from sqlalchemy.types import TypeEngine
 
-from zos.migrator.drift_catalog import catalog_drift
+from zos.migrator.drift_catalog import catalog_drift, sqlite_foreign_key_actions
+from zos.migrator.drift_rules import actions, defaults_differ, type_text, types_differ
 
-# A type's collation (and MySQL's character set) is compared on its own, in drift_catalog.
-_CHARSET_OR_COLLATION = re.compile(r"\s+(?:CHARACTER SET|COLLATE)\s+\S+")
-# Display widths (INT(11)) change nothing stored; MariaDB reports them, SQLAlchemy omits them.
-_INTEGER_DISPLAY_WIDTH = re.compile(r"^(TINYINT|SMALLINT|MEDIUMINT|INT|INTEGER|BIGINT)\(\d+\)")
 _CONSTRAINTS = (ForeignKeyConstraint, UniqueConstraint, CheckConstraint, PrimaryKeyConstraint)
 # sqlalchemy/dialects/sqlite/base.py, get_indexes(): SQLite's reflection skips these with a warning.
 _SKIPPED_INDEX = re.compile(r"Skipped unsupported reflection of expression-based index (\S+)")
-_DEFAULT_CAST = re.compile(r"::[a-z_]+(?: [a-z_]+)*(?:\(\d+\))?(?:\[\])?", re.IGNORECASE)
-_NOW = re.compile(r"(?:current_timestamp|now|localtimestamp)(?:\(\d*\))?", re.IGNORECASE)
 _EXTRA, _MISSING = "is in the database but not in the schema", "is missing from the database"
 
 
@@ -55,8 +49,8 @@ def find_drift(conn: Connection, metadata: MetaData) -> list[str]:
     context = MigrationContext.configure(
         conn,
         opts={
-            "compare_type": _types_differ,
-            "compare_server_default": _defaults_differ,
+            "compare_type": types_differ,
+            "compare_server_default": defaults_differ,
             "include_name": _include_name,
             "include_object": _include_object,
         },
@@ -88,6 +82,12 @@ def find_drift(conn: Connection, metadata: MetaData) -> list[str]:
             if table not in whole or kind in ("add_table", "remove_table")
         }
         | set(catalog_drift(conn, present))
+        | {
+            sentence
+            for table in present
+            for fk, found in sqlite_foreign_key_actions(conn, table)
+            for sentence in _action_sentences(fk, found)
+        }
     )
 
 
@@ -151,13 +151,7 @@ def _fk_key(fk: ForeignKeyConstraint) -> tuple[str, tuple[str, ...], str]:
 def _foreign_key_sentences(
     in_database: ForeignKeyConstraint, wanted: ForeignKeyConstraint
 ) -> list[str]:
-    prefix = f"table {_owner(wanted)}: {_constraint(in_database, actions=False)}"
-    sentences = [
-        f"{prefix} has {_action(in_database, what) or f'no {what} action'} in the database"
-        f" but {_action(wanted, what) or f'no {what} action'} in the schema"
-        for what in ("ON DELETE", "ON UPDATE")
-        if _action(in_database, what) != _action(wanted, what)
-    ]
+    sentences = _action_sentences(wanted, actions(in_database), in_database)
     if sentences:
         return sentences
     return [
@@ -166,55 +160,18 @@ def _foreign_key_sentences(
     ]
 
 
-def _action(fk: ForeignKeyConstraint, what: str) -> str | None:
-    """``ON DELETE CASCADE`` and the like; None for the default, which every database calls
-    NO ACTION (MariaDB/MySQL treat RESTRICT the same and print neither).
-    """
-    value = fk.ondelete if what == "ON DELETE" else fk.onupdate
-    if value is None or value.upper() == "NO ACTION":
-        return None
-    return f"{what} {' '.join(value.upper().split())}"
-
-
-def _defaults_differ(
-    context: MigrationContext,
-    inspected_column: Column[Any],
-    metadata_column: Column[Any],
-    inspected_default: str | None,
-    metadata_default: Any,
-    rendered_metadata_default: str | None,
-) -> bool:
-    # Returning a bool, never None, keeps Alembic's own (dialect-specific) comparison out of it.
-    found, wanted = _default_text(inspected_default), _default_text(rendered_metadata_default)
-    if found is not None and found.startswith("nextval(") and wanted is None:
-        # PostgreSQL's SERIAL: the sequence behind an autoincrementing key, not a declared default.
-        return not (metadata_column.primary_key and metadata_column.autoincrement in (True, "auto"))
-    return found != wanted
-
-
-def _default_text(sql: str | None) -> str | None:
-    """A server default's SQL without what databases add when they store it: PostgreSQL's casts,
-    wrapping parentheses, quotes around a number, and the spellings of the current time.
-    """
-    if sql is None:
-        return None
-    text = _DEFAULT_CAST.sub("", sql.strip())
-    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
-        text = text[1:-1].strip()
-    if re.fullmatch(r"'-?\d+(?:\.\d+)?'", text):
-        text = text[1:-1]
-    if _NOW.fullmatch(text):
-        return "current_timestamp"
-    return None if text.upper() == "NULL" else text
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            return False
-    return depth == 0
+def _action_sentences(
+    wanted: ForeignKeyConstraint,
+    found: dict[str, str | None],
+    in_database: ForeignKeyConstraint | None = None,
+) -> list[str]:
+    prefix = f"table {_owner(wanted)}: {_constraint(in_database or wanted, with_actions=False)}"
+    return [
+        f"{prefix} has {found[what] or f'no {what} action'} in the database"
+        f" but {declared or f'no {what} action'} in the schema"
+        for what, declared in actions(wanted).items()
+        if found[what] != declared
+    ]
 
 
 def _is_internal(name: str | None) -> bool:
@@ -230,60 +187,6 @@ def _include_object(
     item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
     return not _is_internal(name)
-
-
-def _types_differ(
-    context: MigrationContext,
-    inspected_column: Column[Any],
-    metadata_column: Column[Any],
-    inspected_type: TypeEngine[Any],
-    metadata_type: TypeEngine[Any],
-) -> bool:
-    # Returning a bool, never None, keeps Alembic's looser fallback comparison out of it.
-    inspected = _type_text(inspected_type, context.dialect)
-    expected = _type_text(metadata_type, context.dialect)
-    if (inspected, expected) == ("LONGTEXT", "JSON"):
-        return not _is_mariadb_json(context, inspected_column)
-    return inspected != expected
-
-
-def _type_text(type_: TypeEngine[Any], dialect: Dialect) -> str:
-    """The type as ``dialect`` would declare it, less what reflection reports but never stores."""
-    try:
-        declared = type_.compile(dialect=dialect)
-    except CompileError:
-        return repr(type_)
-    # Collations are compared on their own (drift_catalog), in a sentence of their own.
-    declared = _CHARSET_OR_COLLATION.sub("", " ".join(declared.upper().split()))
-    if _is_mysql(dialect):
-        # MySQL has no boolean type: BOOL is an alias that MariaDB reports as TINYINT(1).
-        if declared == "TINYINT(1)":
-            return "BOOL"
-        declared = _INTEGER_DISPLAY_WIDTH.sub(r"\1", declared)
-    return declared
-
-
-def _is_mariadb_json(context: MigrationContext, column: Column[Any]) -> bool:
-    """Whether MariaDB guards this LONGTEXT with the json_valid() check its JSON type adds.
-
-    SQLAlchemy does not reflect MariaDB's column-level checks, so the catalog is asked directly.
-    """
-    conn = context.connection
-    if conn is None or not getattr(context.dialect, "is_mariadb", False):
-        return False
-    clauses = conn.execute(
-        text(
-            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
-            " WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :table"
-        ),
-        {"table": column.table.name},
-    ).scalars()
-    wanted = f"json_valid({column.name})".lower()
-    return any(re.sub(r"[`\s]", "", str(clause)).lower() == wanted for clause in clauses)
-
-
-def _is_mysql(dialect: Dialect) -> bool:
-    return dialect.name in ("mysql", "mariadb")
 
 
 def _flatten(diffs: Any) -> Iterator[tuple[Any, ...]]:
@@ -326,8 +229,8 @@ def _describe(diff: tuple[Any, ...], dialect: Dialect) -> tuple[str | None, str]
             )
         case ("modify_type", _, str() as table, str() as column, _, in_database, wanted):
             return table, (
-                f"table {table}: column {column} has type {_type_text(in_database, dialect)}"
-                f" in the database but {_type_text(wanted, dialect)} in the schema"
+                f"table {table}: column {column} has type {type_text(in_database, dialect)}"
+                f" in the database but {type_text(wanted, dialect)} in the schema"
             )
         case (str() as kind, _, str() as table, str() as column, dict(), in_database, wanted) if (
             kind.startswith("modify_")
@@ -365,7 +268,7 @@ def _index(index: Index) -> str:
 def _constraint(
     item: ForeignKeyConstraint | UniqueConstraint | CheckConstraint | PrimaryKeyConstraint,
     *,
-    actions: bool = True,
+    with_actions: bool = True,
 ) -> str:
     name = f" {item.name}" if isinstance(item.name, str) else ""
     if isinstance(item, ForeignKeyConstraint):
@@ -373,9 +276,8 @@ def _constraint(
         referred = targets[0][0] if targets else "(unknown table)"
         columns = ", ".join(target[-1] for target in targets)
         described = f"foreign key{name} ({', '.join(item.column_keys)}) -> {referred} ({columns})"
-        if actions:
-            for what in ("ON DELETE", "ON UPDATE"):
-                described += f" {_action(item, what)}" if _action(item, what) else ""
+        if with_actions:
+            described += "".join(f" {value}" for value in actions(item).values() if value)
         return described
     if isinstance(item, CheckConstraint):
         return f"check constraint{name} ({item.sqltext})"
@@ -391,7 +293,7 @@ def _value(value: object, dialect: Dialect) -> str:
     if value is None:
         return "none"
     if isinstance(value, TypeEngine):
-        return _type_text(value, dialect)
+        return type_text(value, dialect)
     if isinstance(value, DefaultClause):
         arg = value.arg
         return str(arg.text if isinstance(arg, TextClause) else arg)
@@ -406,7 +308,7 @@ def _generic(diff: tuple[Any, ...], dialect: Dialect) -> str:
         if part is None or isinstance(part, dict):
             continue
         if isinstance(part, TypeEngine):
-            parts.append(_type_text(part, dialect))
+            parts.append(type_text(part, dialect))
         else:
             parts.append(str(getattr(part, "name", part)))
     return f"{kind}: {', '.join(parts)}" if parts else kind

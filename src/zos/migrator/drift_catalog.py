@@ -7,8 +7,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Connection, Dialect, Table, inspect
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Connection,
+    Dialect,
+    ForeignKeyConstraint,
+    Table,
+    inspect,
+)
 from sqlalchemy.engine import Inspector
+
+from zos.migrator.drift_rules import action, actions
 
 # PostgreSQL stores a CHECK's text re-written: parenthesised, with casts (``'a'::text``).
 _CAST = re.compile(r"::[a-z_]+(?: [a-z_]+)*(?:\(\d+\))?(?:\[\])?")
@@ -27,6 +37,47 @@ def catalog_drift(conn: Connection, tables: list[Table]) -> list[str]:
         sentences += _check_drift(inspector, table, conn.dialect)
         sentences += _collation_drift(inspector, table, conn.dialect)
     return sentences
+
+
+def sqlite_foreign_key_actions(
+    conn: Connection, table: Table
+) -> list[tuple[ForeignKeyConstraint, dict[str, str | None]]]:
+    """The schema's foreign keys of ``table`` whose ON DELETE/ON UPDATE differ in SQLite's own
+    list, with the actions found there; empty on other databases.
+
+    SQLAlchemy reads no action from a column-level ``REFERENCES`` clause, so Alembic cannot see
+    them there; ``PRAGMA foreign_key_list`` knows every key's.
+    """
+    if conn.dialect.name != "sqlite":
+        return []
+    listed: dict[int, dict[str, Any]] = {}
+    quoted = conn.dialect.identifier_preparer.quote(table.name)
+    for key, _, referred, column, to, on_update, on_delete, _ in conn.exec_driver_sql(
+        f"PRAGMA foreign_key_list({quoted})"
+    ):
+        found = listed.setdefault(
+            key,
+            {
+                "from": [],
+                "to": [],
+                "referred": referred,
+                "ON DELETE": action(on_delete, "ON DELETE"),
+                "ON UPDATE": action(on_update, "ON UPDATE"),
+            },
+        )
+        found["from"].append(column)
+        found["to"].append(to)
+    differing = []
+    for fk in table.foreign_key_constraints:
+        for found in listed.values():
+            same_key = (
+                found["from"] == list(fk.column_keys)
+                and found["referred"] == fk.referred_table.name
+            )
+            wanted = actions(fk)
+            if same_key and any(found[what] != wanted[what] for what in wanted):
+                differing.append((fk, {what: found[what] for what in wanted}))
+    return differing
 
 
 def _check_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:

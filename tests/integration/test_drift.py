@@ -7,7 +7,21 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Connection, Engine
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    func,
+    text,
+)
 
 from tests.conftest import REAL_MIGRATIONS, Backend, MakeMigrations, run_zos
 from zos import migrator
@@ -415,3 +429,55 @@ def test_an_on_delete_in_a_column_level_references_clause_is_named_on_sqlite(
         f"table reactions: foreign key {REACTIONS_FK} (message_id) -> messages (id)"
         " has ON DELETE SET NULL in the database but no ON DELETE action in the schema"
     ]
+
+
+SAME_COLLATION = {"sqlite": "NOCASE", "postgresql": "C", "mariadb": "utf8mb4_bin"}
+
+
+@pytest.fixture
+def declared(backend: Backend) -> Iterator[tuple[MetaData, Engine]]:
+    """Tables declared with server defaults, a CHECK, foreign-key actions and a collation,
+    created in the backend's empty database."""
+    declared = MetaData()
+    Table("parent", declared, Column("id", Integer, primary_key=True))
+    Table(
+        "child",
+        declared,
+        Column("id", Integer, primary_key=True),
+        Column("parent_id", ForeignKey("parent.id", ondelete="CASCADE", onupdate="CASCADE")),
+        Column("count", Integer, nullable=False, server_default=text("0")),
+        Column("ratio", Float, nullable=False, server_default=text("1.5")),
+        Column("label", String(20), nullable=False, server_default="none yet"),
+        Column("created", DateTime, nullable=False, server_default=func.now()),
+        Column("seen", DateTime, server_default=text("CURRENT_TIMESTAMP")),
+        Column("code", String(10, collation=SAME_COLLATION[backend.name])),
+        CheckConstraint("count >= 0 AND ratio < 10", name="ck_child_sane"),
+    )
+    engine = backend.engine()
+    declared.create_all(engine)
+    yield declared, engine
+    engine.dispose()
+
+
+def test_a_schema_with_defaults_checks_and_actions_matches_itself_once_created(
+    declared: tuple[MetaData, Engine],
+) -> None:
+    """What the database stores for each declaration counts as that declaration: PostgreSQL's
+    casts and parentheses, MariaDB's quoting and its current_timestamp() spelling."""
+    metadata, engine = declared
+    with engine.connect() as conn:
+        assert find_drift(conn, metadata) == []
+
+
+def test_a_server_default_changed_by_hand_is_named_with_both_sides(
+    backend: Backend, declared: tuple[MetaData, Engine]
+) -> None:
+    metadata, engine = declared
+    if backend.name == "sqlite":
+        rebuild_sqlite_table(engine, "child", {"DEFAULT 0": "DEFAULT 7"})
+    else:
+        run(engine, "ALTER TABLE child ALTER COLUMN count SET DEFAULT 7")
+    with engine.connect() as conn:
+        assert find_drift(conn, metadata) == [
+            "table child: column count has default 7 in the database but 0 in the schema"
+        ]

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SAWarning
 from sqlalchemy.types import TypeEngine
 
 from zos.migrator.drift_catalog import catalog_drift, sqlite_foreign_key_actions
-from zos.migrator.drift_rules import actions, defaults_differ, type_text, types_differ
+from zos.migrator.drift_rules import actions, defaults_differ, literal, type_text, types_differ
 
 _CONSTRAINTS = (ForeignKeyConstraint, UniqueConstraint, CheckConstraint, PrimaryKeyConstraint)
 # sqlalchemy/dialects/sqlite/base.py, get_indexes(): SQLite's reflection skips these with a warning.
@@ -296,7 +296,9 @@ def _value(value: object, dialect: Dialect) -> str:
         return type_text(value, dialect)
     if isinstance(value, DefaultClause):
         arg = value.arg
-        return str(arg.text if isinstance(arg, TextClause) else arg)
+        if isinstance(arg, str):
+            return literal(arg)
+        return str(arg.text if isinstance(arg, TextClause) else arg.compile(dialect=dialect))
     return repr(value) if isinstance(value, str) else str(value)
 
 

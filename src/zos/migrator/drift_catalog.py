@@ -114,6 +114,8 @@ def _check_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[s
 def _collation_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:
     # A column without its own collation uses the table's (MariaDB/MySQL, which only print a
     # column's COLLATE when it differs from the table's) or the database's (PostgreSQL, SQLite).
+    if dialect.name == "sqlite":
+        return []  # SQLAlchemy does not reflect SQLite's collations: nothing to compare with
     if dialect.name in ("mysql", "mariadb"):
         options = inspector.get_table_options(table.name)
         default = f"the table's default ({options.get('mysql_collate', 'unknown')})"

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Dialect, ForeignKeyConstraint, text
+from sqlalchemy import Column, DefaultClause, Dialect, ForeignKeyConstraint, text
 from sqlalchemy.exc import CompileError
 from sqlalchemy.types import TypeEngine
 
@@ -47,11 +47,18 @@ def defaults_differ(
     rendered_metadata_default: str | None,
 ) -> bool:
     # Returning a bool, never None, keeps Alembic's own (dialect-specific) comparison out of it.
+    if isinstance(metadata_default, DefaultClause) and isinstance(metadata_default.arg, str):
+        rendered_metadata_default = literal(metadata_default.arg)
     found, wanted = default_text(inspected_default), default_text(rendered_metadata_default)
     if found is not None and found.startswith("nextval(") and wanted is None:
         # PostgreSQL's SERIAL: the sequence behind an autoincrementing key, not a declared default.
         return not (metadata_column.primary_key and metadata_column.autoincrement in (True, "auto"))
     return found != wanted
+
+
+def literal(value: str) -> str:
+    """``value`` as an SQL string literal: how a plain string ``server_default`` is declared."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def default_text(sql: str | None) -> str | None:
@@ -107,6 +114,9 @@ def type_text(type_: TypeEngine[Any], dialect: Dialect) -> str:
         if declared == "TINYINT(1)":
             return "BOOL"
         declared = _INTEGER_DISPLAY_WIDTH.sub(r"\1", declared)
+    elif dialect.name == "postgresql" and declared == "FLOAT":
+        # FLOAT without a precision is DOUBLE PRECISION, which is what PostgreSQL reports.
+        return "DOUBLE PRECISION"
     return declared
 
 

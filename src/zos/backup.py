@@ -117,11 +117,12 @@ def restore_instructions(backup: Backup, database: Path) -> str:
     """
     real = database.resolve()
     db = str(real)
+    link = f" (a link to {db})" if database.is_symlink() else ""
     leftovers = [shlex.quote(f"{db}-{suffix}") for suffix in ("wal", "shm", "journal")]
     # The old -wal (or a hot -journal) must go before the copy lands: SQLite would replay it
     # onto the restored file and corrupt it, and if removing fails the database is untouched.
     return (
-        f"Stop every zos process using {database}, then run:\n"
+        f"Stop every zos process using {database}{link}, then run:\n"
         f"rm -f {' '.join(leftovers)} && "
         f"cp {shlex.quote(str(backup.path.resolve()))} {shlex.quote(db)}"
     )

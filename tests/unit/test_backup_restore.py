@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeMigrations, migration, run_cli
-from zos.backup import backup_sqlite, list_backups
+from zos.backup import backup_sqlite, list_backups, restore_instructions
 
 DATABASE = Path("data") / "zos.db"
 _WAIT_SECONDS = 60  # an upper bound for a child to reach its checkpoint, never a pace
@@ -228,3 +228,62 @@ def test_restoring_a_database_behind_a_symbolic_link_removes_the_wal_beside_the_
     assert DATABASE.is_symlink() and DATABASE.resolve() == real.resolve()
     assert sha256(real) == kept
     assert rows(DATABASE) == expected
+
+
+@pytest.mark.parametrize(
+    "folder", ["my data", "it's", 'say "hi"', "$HOME", "`date`", "ünï cødé", "a*b?[c]", "-rf"]
+)
+def test_the_restore_command_works_whatever_the_folder_is_called(
+    tmp_path: Path, folder: str
+) -> None:
+    database = tmp_path / folder / "zos.db"
+    database.parent.mkdir()
+    add_items(database, ["one", "two"])
+    link = tmp_path / "link.db"
+    link.symlink_to(database)
+    backup = backup_sqlite(link, 1, keep=5)
+    kept, expected = sha256(backup.path), rows(backup.path)
+    crash_a_writer(link)
+
+    command = restore_instructions(backup, link).splitlines()[-1]
+    subprocess.run(["bash", "-c", command], check=True, cwd=tmp_path)
+
+    assert sha256(database) == kept
+    assert rows(link) == expected
+
+
+CRASH_MID_TRANSACTION = """
+import os, signal, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode = DELETE")
+conn.execute("PRAGMA cache_size = 1")  # spill changed pages into the file before COMMIT
+conn.execute("BEGIN")
+conn.execute("UPDATE item SET name = name || ' changed, never committed'")
+conn.executemany("INSERT INTO item (name) VALUES (?)", [("x" * 500,) for _ in range(500)])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_restore_command_removes_a_hot_journal_a_crash_left_beside_the_database(
+    migrated: Path,
+) -> None:
+    """A process killed in the middle of a transaction in rollback-journal mode leaves a hot
+    -journal; SQLite would play it back onto the restored file."""
+    code, out, _ = zos("db", "backup")
+    assert code == 0
+    backup, command = announced(out)
+    kept, expected = sha256(backup), rows(backup)
+    conn = sqlite3.connect(migrated)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    child = subprocess.run(
+        [sys.executable, "-c", CRASH_MID_TRANSACTION, str(migrated)], check=False
+    )
+    assert child.returncode == -signal.SIGKILL
+    assert Path(f"{migrated}-journal").stat().st_size > 0
+
+    subprocess.run(["bash", "-c", command], check=True)
+
+    assert sha256(migrated) == kept
+    assert rows(migrated) == expected
+    assert sha256(migrated) == kept

@@ -481,3 +481,18 @@ def test_a_server_default_changed_by_hand_is_named_with_both_sides(
         assert find_drift(conn, metadata) == [
             "table child: column count has default 7 in the database but 0 in the schema"
         ]
+
+
+def test_an_index_redefined_by_hand_is_one_sentence_with_both_definitions(
+    backend: Backend, engine: Engine
+) -> None:
+    on_table = " ON messages" if backend.name == "mariadb" else ""
+    run(
+        engine,
+        f"DROP INDEX ix_messages_author_created{on_table}",
+        "CREATE UNIQUE INDEX ix_messages_author_created ON messages (author_id, id)",
+    )
+    assert drift(engine) == [
+        "table messages: index ix_messages_author_created is unique on (author_id, id)"
+        " in the database but on (author_id, created_at) in the schema"
+    ]

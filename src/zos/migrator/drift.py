@@ -36,6 +36,8 @@ from zos.migrator.drift_rules import actions, defaults_differ, literal, type_tex
 _CONSTRAINTS = (ForeignKeyConstraint, UniqueConstraint, CheckConstraint, PrimaryKeyConstraint)
 # sqlalchemy/dialects/sqlite/base.py, get_indexes(): SQLite's reflection skips these with a warning.
 _SKIPPED_INDEX = re.compile(r"Skipped unsupported reflection of expression-based index (\S+)")
+# Alembic's pairs of diffs that mean one changed item: the added kind and its removed kind.
+_PAIRS = {"add_fk": "remove_fk", "add_index": "remove_index", "add_constraint": "remove_constraint"}
 _EXTRA, _MISSING = "is in the database but not in the schema", "is missing from the database"
 
 
@@ -59,7 +61,7 @@ def find_drift(conn: Connection, metadata: MetaData) -> list[str]:
         diffs = list(_flatten(compare_metadata(context, metadata)))
     described = [
         (diff[0], table, sentence)
-        for diff in _paired_foreign_keys(diffs)
+        for diff in _paired(diffs)
         for table, text in [_describe(diff, conn.dialect)]
         for sentence in text.splitlines()
     ]
@@ -121,31 +123,44 @@ def _declares_index(metadata: MetaData, name: str) -> bool:
     return any(index.name == name for table in metadata.tables.values() for index in table.indexes)
 
 
-def _paired_foreign_keys(diffs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The diffs, with each foreign key Alembic reports as removed and added again (its actions
-    changed) turned into one ``modify_fk`` diff: (kind, in the database, in the schema).
+def _paired(diffs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The diffs, with each foreign key, index or unique constraint that Alembic reports as
+    removed and added again (changed) turned into one ``modify_*`` diff: (kind, in the
+    database, in the schema). Foreign keys pair by columns and target, the others by name.
     """
-    removed = {
-        _fk_key(diff[1]): diff[1]
-        for diff in diffs
-        if diff[0] == "remove_fk" and isinstance(diff[1], ForeignKeyConstraint)
-    }
-    paired: list[tuple[Any, ...]] = []
+    removed = {_pair_key(diff): diff[1] for diff in diffs if diff[0] in _PAIRS.values()}
     matched = set()
+    paired: list[tuple[Any, ...]] = []
     for diff in diffs:
-        if diff[0] == "add_fk" and isinstance(diff[1], ForeignKeyConstraint):
-            key = _fk_key(diff[1])
-            if key in removed:
-                matched.add(key)
-                paired.append(("modify_fk", removed[key], diff[1]))
-                continue
-        paired.append(diff)
-    return [diff for diff in paired if not (diff[0] == "remove_fk" and _fk_key(diff[1]) in matched)]
+        key = _pair_key(diff) if diff[0] in _PAIRS else None
+        if key is not None and key in removed:
+            matched.add(key)
+            paired.append((f"modify_{diff[0].removeprefix('add_')}", removed[key], diff[1]))
+        else:
+            paired.append(diff)
+    return [
+        diff for diff in paired if not (diff[0] in _PAIRS.values() and _pair_key(diff) in matched)
+    ]
 
 
-def _fk_key(fk: ForeignKeyConstraint) -> tuple[str, tuple[str, ...], str]:
-    targets = tuple(element.target_fullname for element in fk.elements)
-    return _owner(fk), tuple(fk.column_keys), ",".join(targets)
+def _pair_key(diff: tuple[Any, ...]) -> tuple[str, ...] | None:
+    kind, item = diff[0].split("_", 1)[1], diff[1]
+    if isinstance(item, ForeignKeyConstraint):
+        targets = ",".join(element.target_fullname for element in item.elements)
+        return (kind, _owner(item), ",".join(item.column_keys), targets)
+    if isinstance(item, Index | UniqueConstraint) and isinstance(item.name, str):
+        return (kind, _owner(item), item.name)
+    return None
+
+
+def _shape(item: Index | UniqueConstraint) -> str:
+    """What an index or unique constraint covers, as in ``unique on (a, b)``."""
+    if isinstance(item, Index):
+        parts = [getattr(element, "name", None) or str(element) for element in item.expressions]
+        unique = "unique " if item.unique else ""
+    else:
+        parts, unique = [column.name for column in item.columns], ""
+    return f"{unique}on ({', '.join(parts)})"
 
 
 def _foreign_key_sentences(
@@ -204,6 +219,16 @@ def _describe(diff: tuple[Any, ...], dialect: Dialect) -> tuple[str | None, str]
     """The table a diff belongs to (None if unknown) and one plain sentence for it."""
     extra, missing = _EXTRA, _MISSING
     match diff:
+        case ("modify_index", Index() as in_database, Index() as wanted):
+            return _owner(wanted), (
+                f"table {_owner(wanted)}: index {wanted.name} is {_shape(in_database)} in the"
+                f" database but {_shape(wanted)} in the schema"
+            )
+        case ("modify_constraint", UniqueConstraint() as in_database, UniqueConstraint() as wanted):
+            return _owner(wanted), (
+                f"table {_owner(wanted)}: unique constraint {wanted.name} is"
+                f" {_shape(in_database)} in the database but {_shape(wanted)} in the schema"
+            )
         case ("modify_fk", ForeignKeyConstraint() as in_database, ForeignKeyConstraint() as wanted):
             return _owner(wanted), "\n".join(_foreign_key_sentences(in_database, wanted))
         case ("add_table", Table() as table):

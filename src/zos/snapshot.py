@@ -64,8 +64,9 @@ def copy_database(database: Path, target: Path) -> None:
     uri = f"{real.as_uri()}?mode=rw"
     if not os.access(real, os.W_OK) and not Path(f"{real}-wal").exists():
         # A read-only connection to a WAL database creates a -wal and -shm it cannot remove.
-        # Without a -wal the main file holds every committed row, and nobody can be writing a
-        # file we may not write... unless they own it; immutable=1 reads it creating nothing.
+        # With no -wal, no connection is open and the main file holds every committed row;
+        # immutable=1 reads it creating nothing. (A writer that starts during the copy is the
+        # one thing it would not see, and that needs someone allowed to write the file.)
         uri = f"{real.as_uri()}?mode=ro&immutable=1"
     source = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
     try:

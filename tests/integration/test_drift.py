@@ -452,6 +452,8 @@ def declared(backend: Backend) -> Iterator[tuple[MetaData, Engine]]:
         Column("seen", DateTime, server_default=text("CURRENT_TIMESTAMP")),
         Column("code", String(10, collation=SAME_COLLATION[backend.name])),
         CheckConstraint("count >= 0 AND ratio < 10", name="ck_child_sane"),
+        CheckConstraint("length(label) > 0 AND label != 'x'", name="ck_child_label"),
+        CheckConstraint("code IN ('a', 'b') OR code IS NULL", name="ck_child_code"),
     )
     engine = backend.engine()
     declared.create_all(engine)

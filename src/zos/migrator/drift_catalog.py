@@ -18,11 +18,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Inspector
 
-from zos.migrator.drift_rules import action, actions
+from zos.migrator.drift_rules import PG_CAST, action, actions
 
-# PostgreSQL stores a CHECK's text re-written: parenthesised, with casts (``'a'::text``).
-_CAST = re.compile(r"::[a-z_]+(?: [a-z_]+)*(?:\(\d+\))?(?:\[\])?")
+# PostgreSQL stores a CHECK's text re-written: parenthesised, with casts (``'a'::text``);
+# MariaDB quotes names with backticks.
 _NOISE = re.compile(r"[\s()`\"]")
+# PostgreSQL stores ``x IN ('a', 'b')`` as ``x = ANY (ARRAY['a', 'b'])``.
+_ANY_ARRAY = re.compile(r"=anyarray\[([^\]]*)\]")
 
 
 def catalog_drift(conn: Connection, tables: list[Table]) -> list[str]:
@@ -91,7 +93,7 @@ def _check_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[s
     for number, check in enumerate(inspector.get_check_constraints(table.name)):
         text = str(check["sqltext"])
         # MariaDB guards its JSON type (a LONGTEXT alias) with a json_valid() check of its own.
-        if _normal(text) in {f"json_valid{column}" for column in json_columns}:
+        if _normal(text, dialect) in {f"json_valid{column}" for column in json_columns}:
             continue
         found[check.get("name") or f"(unnamed #{number + 1})"] = text
     where = f"table {table.name}: check constraint"
@@ -103,7 +105,7 @@ def _check_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[s
             sentences.append(
                 f"{where} {name} ({found[name]}) is in the database but not in the schema"
             )
-        elif _normal(found[name]) != _normal(wanted[name]):
+        elif _normal(found[name], dialect) != _normal(wanted[name], dialect):
             sentences.append(
                 f"{where} {name} is ({found[name]}) in the database"
                 f" but ({wanted[name]}) in the schema"
@@ -148,6 +150,11 @@ def _constraint_name(check: CheckConstraint, dialect: Dialect) -> str:
     return str(name).strip('`"') if name else "(unnamed)"
 
 
-def _normal(sql: str) -> str:
+def _normal(sql: str, dialect: Dialect) -> str:
     """A CHECK's text without what databases add or drop when they store it."""
-    return _NOISE.sub("", _CAST.sub("", sql.lower()))
+    text = _NOISE.sub("", PG_CAST.sub("", sql.lower())).replace("!=", "<>")
+    if dialect.name in ("mysql", "mariadb"):
+        # MariaDB/MySQL store length() as octet_length(), the same function there (not on
+        # PostgreSQL, where length() counts characters).
+        text = text.replace("octet_length", "length")
+    return _ANY_ARRAY.sub(r"in\1", text)

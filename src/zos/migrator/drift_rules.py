@@ -17,7 +17,13 @@ from sqlalchemy.types import TypeEngine
 _CHARSET_OR_COLLATION = re.compile(r"\s+(?:CHARACTER SET|COLLATE)\s+\S+")
 # Display widths (INT(11)) change nothing stored; MariaDB reports them, SQLAlchemy omits them.
 _INTEGER_DISPLAY_WIDTH = re.compile(r"^(TINYINT|SMALLINT|MEDIUMINT|INT|INTEGER|BIGINT)\(\d+\)")
-_DEFAULT_CAST = re.compile(r"::[a-z_]+(?: [a-z_]+)*(?:\(\d+\))?(?:\[\])?", re.IGNORECASE)
+# PostgreSQL stores defaults and CHECKs with casts added ('a'::character varying); the few
+# type names with spaces are spelt out, so a cast never swallows the words that follow it.
+PG_CAST = re.compile(
+    r"::(?:character varying|double precision|timestamp(?: with(?:out)? time zone)?"
+    r"|time(?: with(?:out)? time zone)?|[a-z_][a-z0-9_]*)(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?",
+    re.IGNORECASE,
+)
 _NOW = re.compile(r"(?:current_timestamp|now|localtimestamp)(?:\(\d*\))?", re.IGNORECASE)
 
 
@@ -67,7 +73,7 @@ def default_text(sql: str | None) -> str | None:
     """
     if sql is None:
         return None
-    text = _DEFAULT_CAST.sub("", sql.strip())
+    text = PG_CAST.sub("", sql.strip())
     while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
         text = text[1:-1].strip()
     if re.fullmatch(r"'-?\d+(?:\.\d+)?'", text):

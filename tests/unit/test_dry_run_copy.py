@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MakeMigrations, migration
-from zos.snapshot import REHEARSAL_PREFIX, RehearsalError, sqlite_copy
+from zos.snapshot import REHEARSAL_PREFIX, RehearsalError, claim, release, sqlite_copy
 
 _WAIT_SECONDS = 60  # an upper bound for a child to reach its checkpoint, never a pace
 
@@ -241,3 +241,25 @@ def _chattr(flag: str, path: Path) -> bool:
     except FileNotFoundError:
         return False
     return done.returncode == 0
+
+
+def test_the_clean_up_removes_only_unclaimed_folders_and_never_follows_a_link(
+    tmp_path: Path, scratch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("not zos's")
+    link = scratch / f"{REHEARSAL_PREFIX}link"
+    link.symlink_to(victim, target_is_directory=True)
+    claimed, handle = claim(lambda: Path(tempfile.mkdtemp(prefix=REHEARSAL_PREFIX)))
+    abandoned = Path(tempfile.mkdtemp(prefix=REHEARSAL_PREFIX))  # as a killed run leaves it
+    try:
+        with sqlite_copy(tmp_path / "no database yet.db") as copy:
+            assert copy.parent.parent == scratch
+
+        assert sorted(os.listdir(scratch)) == sorted([link.name, claimed.name])
+        assert (victim / "keep").read_text() == "not zos's"
+        assert not abandoned.exists()
+    finally:
+        release(handle)

@@ -1,6 +1,7 @@
 """Backups: consistent single-file copies of an SQLite database in ``backups/`` beside it, pruned
 to the newest few, and the commands an operator runs to restore one or to dump a server database.
-Never writes to the database it copies, and never deletes a file it did not name.
+Never writes to the database it copies, and deletes only files named as its own: older backups
+beyond ``backups.keep``, and partial copies that a killed run left behind.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from zos.errors import ZosError
+from zos.snapshot import claim, copy_database, release, remove_abandoned
 
 __all__ = [
     "Backup",
@@ -29,7 +31,7 @@ __all__ = [
 
 BACKUP_FOLDER = "backups"
 _TIMESTAMP = "%Y%m%dT%H%M%S%f"
-_BUSY_TIMEOUT_SECONDS = 10.0
+_PARTIAL = ".partial"
 
 
 class BackupError(ZosError):
@@ -61,28 +63,35 @@ def backup_sqlite(database: Path, version: int, keep: int, now: datetime | None 
         raise ValueError(f"version must be >= 0 and keep >= 1, got {version} and {keep}")
     if not database.is_file():
         raise BackupError(f"cannot back up {database}: the file does not exist")
-    folder = database.parent / BACKUP_FOLDER
+    folder = (database.parent / BACKUP_FOLDER).absolute()
     try:
         folder.mkdir(exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=folder, prefix=f".{database.stem}-", suffix=".partial")
-        os.close(handle)
+        # Copies left by killed runs: each live run holds a lock on its own, so what is
+        # unlocked belongs to no one (an age limit would race a slow copy of a big database).
+        prefix = f".{database.stem}-"
+        remove_abandoned(
+            path
+            for path in folder.iterdir()
+            if path.name.startswith(prefix) and path.name.endswith(_PARTIAL)
+        )
+        partial, handle = claim(lambda: _temporary_file(folder, prefix))
     except OSError as error:
         raise BackupError(f"cannot back up {database} into {folder}: {_cause(error)}") from error
-    partial = Path(name)
     try:
         _copy(database, partial)
         created_at = _utc(now)
-        backup = _publish(partial, database, version, created_at)
+        backup = _publish(partial, folder, database, version, created_at)
     finally:
         partial.unlink(missing_ok=True)
+        release(handle)
     _prune(database, backup, keep)
     return backup
 
 
 def list_backups(database: Path) -> list[Backup]:
-    """The backups of ``database`` found in ``backups/`` beside it, newest first."""
+    """The backups of ``database`` in ``backups/`` beside it, newest first, with absolute paths."""
     pattern = re.compile(rf"{re.escape(database.stem)}-v(\d{{3,}})-(\d{{8}}T\d{{12}})Z\.db")
-    folder = database.parent / BACKUP_FOLDER
+    folder = (database.parent / BACKUP_FOLDER).absolute()
     if not folder.is_dir():
         return []
     found = []
@@ -99,32 +108,51 @@ def list_backups(database: Path) -> list[Backup]:
 
 
 def restore_instructions(backup: Backup, database: Path) -> str:
-    """The shell steps that put ``backup`` back in place of ``database``."""
-    db = str(database)
-    # The old -wal must go before the copy lands: SQLite would replay a leftover WAL onto the
-    # restored file, and if removing it fails the database is still untouched.
+    """The shell steps that put ``backup`` back in place of ``database``: two lines of text.
+
+    The steps act on the real file: when ``database`` is a symbolic link, SQLite keeps its
+    ``-wal``, ``-shm`` and ``-journal`` beside the file the link points to (``unixFullPathname``
+    resolves links), so that is where leftovers must go. Paths are absolute, so the command
+    works from any folder.
+    """
+    real = database.resolve()
+    db = str(real)
+    link = f" (a link to {db})" if database.is_symlink() else ""
+    leftovers = [shlex.quote(f"{db}-{suffix}") for suffix in ("wal", "shm", "journal")]
+    # The old -wal (or a hot -journal) must go before the copy lands: SQLite would replay it
+    # onto the restored file and corrupt it, and if removing fails the database is untouched.
     return (
-        f"Stop every zos process using {db}, then run:\n"
-        f"rm -f {shlex.quote(db + '-wal')} {shlex.quote(db + '-shm')} && "
-        f"cp {shlex.quote(str(backup.path))} {shlex.quote(db)}"
+        f"Stop every zos process using {database}{link}, then run:\n"
+        f"rm -f {' '.join(leftovers)} && "
+        f"cp {shlex.quote(str(backup.path.resolve()))} {shlex.quote(db)}"
     )
 
 
 def server_backup_command(url: URL) -> str:
-    """The one-line dump command for a PostgreSQL or MariaDB/MySQL URL, without its password."""
+    """The one-line dump command for a PostgreSQL or MariaDB/MySQL URL, without its password.
+
+    Raises:
+        BackupError: a MariaDB/MySQL URL names no database (PostgreSQL has a default one:
+            pg_dump, like zos, then connects to the database named after the user).
+        ValueError: the URL is not a server's (SQLite is backed up with a copy).
+    """
     backend = url.get_backend_name()
     if backend not in ("postgresql", "mysql", "mariadb"):
         raise ValueError(f"no server dump command for {backend} URLs; back up SQLite with a copy")
-    if not url.database:
-        raise ValueError("the URL names no database to dump")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # A password in the URL means the server asks for one: the tool prompts, nothing is echoed.
     if backend == "postgresql":
-        args = ["pg_dump", "--format=custom", f"--file=zos-{url.database}-{stamp}.dump"]
+        name = url.database or url.username or "postgres"
+        args = ["pg_dump", "--format=custom", f"--file=zos-{name}-{stamp}.dump"]
         args += _option("--host", url.host) + _option("--port", url.port)
         args += _option("--username", url.username)
         args += ["--password"] if url.password is not None else []
-        return shlex.join([*args, f"--dbname={url.database}"])
+        return shlex.join(args + _option("--dbname", url.database or None))
+    if not url.database:
+        raise BackupError(
+            "cannot say how to dump this MariaDB/MySQL server: the database URL names no"
+            " database; end it with /DATABASE, as in mysql+pymysql://zos@localhost/zos"
+        )
     args = ["mariadb-dump", "--single-transaction", "--routines", "--default-character-set=utf8mb4"]
     args += _option("--host", url.host) + _option("--port", url.port)
     args += _option("--user", url.username)
@@ -133,30 +161,21 @@ def server_backup_command(url: URL) -> str:
 
 
 def _copy(database: Path, target: Path) -> None:
-    # A read-write connection that only reads, as in database.py: a mode=ro reader of a WAL
-    # database would leave new -wal and -shm files behind, while this one removes them on close.
-    # One backup step (pages=-1) reads a single snapshot, which includes committed WAL frames
-    # and never restarts however busy a writer in another process is.
-    uri = f"{database.resolve().as_uri()}?mode=rw"
     try:
-        source = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        try:
-            source.execute("PRAGMA query_only = ON")
-            copy = sqlite3.connect(target, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
-            try:
-                source.backup(copy)
-                # The copied header still says WAL; DELETE makes the backup one self-contained file.
-                copy.execute("PRAGMA journal_mode = DELETE")
-            finally:
-                copy.close()
-        finally:
-            source.close()
+        copy_database(database, target)
     except sqlite3.Error as error:
         raise BackupError(f"cannot back up {database} into {target.parent}: {error}") from error
 
 
-def _publish(partial: Path, database: Path, version: int, created_at: datetime) -> Backup:
-    folder = partial.parent
+def _temporary_file(folder: Path, prefix: str) -> Path:
+    handle, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=_PARTIAL)
+    os.close(handle)
+    return Path(name)
+
+
+def _publish(
+    partial: Path, folder: Path, database: Path, version: int, created_at: datetime
+) -> Backup:
     try:
         _fsync(partial)
         while True:
@@ -174,7 +193,8 @@ def _publish(partial: Path, database: Path, version: int, created_at: datetime) 
 
 
 def _prune(database: Path, kept: Backup, keep: int) -> None:
-    older = [b for b in list_backups(database) if b.path != kept.path]
+    # Names, not paths: the same file can be spelt relative or absolute.
+    older = [b for b in list_backups(database) if b.path.name != kept.path.name]
     for backup in older[keep - 1 :]:
         try:
             backup.path.unlink(missing_ok=True)

@@ -342,3 +342,18 @@ def test_a_url_without_a_password_asks_for_none() -> None:
 def test_sqlite_has_no_server_dump_command() -> None:
     with pytest.raises(ValueError, match="sqlite"):
         server_backup_command(make_url("sqlite:///data/zos.db"))
+
+
+def test_a_postgresql_url_without_a_database_dumps_the_default_one_as_zos_connects_to_it() -> None:
+    args = shlex.split(server_backup_command(make_url("postgresql+psycopg://alice@db/")))
+
+    assert args[:2] == ["pg_dump", "--format=custom"]
+    assert re.fullmatch(r"--file=zos-alice-\d{8}T\d{6}Z\.dump", args[2])
+    assert not any(arg.startswith("--dbname") for arg in args)
+
+
+def test_a_mariadb_url_without_a_database_is_one_backup_error_line() -> None:
+    with pytest.raises(BackupError, match="names no database") as caught:
+        server_backup_command(make_url("mysql+pymysql://root:s3cr3t@127.0.0.1:3306"))
+
+    assert "\n" not in caught.value.message and "s3cr3t" not in caught.value.message

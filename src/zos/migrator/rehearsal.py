@@ -5,14 +5,10 @@ back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, event
@@ -22,6 +18,9 @@ from zos.migrator.backfill import end_key, start_key
 from zos.migrator.dialects import Dialect
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.guard import owned_transaction
+from zos.snapshot import sqlite_copy
+
+__all__ = ["RehearsedMigration", "rehearse", "sqlite_copy"]
 
 
 @dataclass(frozen=True)
@@ -124,25 +123,6 @@ def _run_whole(conn: Connection, migration: LoadedMigration) -> None:
     low = start_key(conn, migration.batches)
     if low is not None:
         migration.backfill(conn, low, end_key(conn, migration.batches))
-
-
-@contextmanager
-def sqlite_copy(database: Path) -> Iterator[Path]:
-    """A throwaway, consistent copy of an SQLite database (or a new empty file), removed after."""
-    folder = Path(tempfile.mkdtemp(prefix="zos-rehearsal-"))
-    copy = folder / "rehearsal.db"
-    try:
-        if database.exists():
-            with sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True) as source:
-                target = sqlite3.connect(copy)
-                try:
-                    source.backup(target)
-                finally:
-                    target.close()
-            source.close()
-        yield copy
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager

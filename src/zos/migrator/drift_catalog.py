@@ -1,0 +1,160 @@
+"""What Alembic's comparison leaves out of schema drift: CHECK constraints and column collations,
+read from the database's catalog through SQLAlchemy's inspector. Read-only; one sentence each.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Connection,
+    Dialect,
+    ForeignKeyConstraint,
+    Table,
+    inspect,
+)
+from sqlalchemy.engine import Inspector
+
+from zos.migrator.drift_rules import PG_CAST, action, actions
+
+# PostgreSQL stores a CHECK's text re-written: parenthesised, with casts (``'a'::text``);
+# MariaDB quotes names with backticks.
+_NOISE = re.compile(r"[\s()`\"]")
+# PostgreSQL stores ``x IN ('a', 'b')`` as ``x = ANY (ARRAY['a', 'b'])``.
+_ANY_ARRAY = re.compile(r"=anyarray\[([^\]]*)\]")
+
+
+def catalog_drift(conn: Connection, tables: list[Table]) -> list[str]:
+    """Differences in CHECK constraints and column collations between ``tables`` and ``conn``.
+
+    ``tables`` are the schema's tables that exist in the database (a missing table is reported
+    as a whole elsewhere).
+    """
+    inspector = inspect(conn)
+    sentences: list[str] = []
+    for table in tables:
+        sentences += _check_drift(inspector, table, conn.dialect)
+        sentences += _collation_drift(inspector, table, conn.dialect)
+    return sentences
+
+
+def sqlite_foreign_key_actions(
+    conn: Connection, table: Table
+) -> list[tuple[ForeignKeyConstraint, dict[str, str | None]]]:
+    """The schema's foreign keys of ``table`` whose ON DELETE/ON UPDATE differ in SQLite's own
+    list, with the actions found there; empty on other databases.
+
+    SQLAlchemy reads no action from a column-level ``REFERENCES`` clause, so Alembic cannot see
+    them there; ``PRAGMA foreign_key_list`` knows every key's.
+    """
+    if conn.dialect.name != "sqlite":
+        return []
+    listed: dict[int, dict[str, Any]] = {}
+    quoted = conn.dialect.identifier_preparer.quote(table.name)
+    for key, _, referred, column, to, on_update, on_delete, _ in conn.exec_driver_sql(
+        f"PRAGMA foreign_key_list({quoted})"
+    ):
+        found = listed.setdefault(
+            key,
+            {
+                "from": [],
+                "to": [],
+                "referred": referred,
+                "ON DELETE": action(on_delete, "ON DELETE"),
+                "ON UPDATE": action(on_update, "ON UPDATE"),
+            },
+        )
+        found["from"].append(column)
+        found["to"].append(to)
+    differing = []
+    for fk in table.foreign_key_constraints:
+        for found in listed.values():
+            same_key = (
+                found["from"] == list(fk.column_keys)
+                and found["referred"] == fk.referred_table.name
+            )
+            wanted = actions(fk)
+            if same_key and any(found[what] != wanted[what] for what in wanted):
+                differing.append((fk, {what: found[what] for what in wanted}))
+    return differing
+
+
+def _check_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:
+    wanted = {
+        _constraint_name(check, dialect): str(check.sqltext)
+        for check in table.constraints
+        if isinstance(check, CheckConstraint)
+    }
+    json_columns = {column.name for column in table.columns if isinstance(column.type, JSON)}
+    found: dict[str, str] = {}
+    for number, check in enumerate(inspector.get_check_constraints(table.name)):
+        text = str(check["sqltext"])
+        # MariaDB guards its JSON type (a LONGTEXT alias) with a json_valid() check of its own.
+        if _normal(text, dialect) in {f"json_valid{column}" for column in json_columns}:
+            continue
+        found[check.get("name") or f"(unnamed #{number + 1})"] = text
+    where = f"table {table.name}: check constraint"
+    sentences = []
+    for name in sorted(wanted.keys() | found.keys()):
+        if name not in found:
+            sentences.append(f"{where} {name} ({wanted[name]}) is missing from the database")
+        elif name not in wanted:
+            sentences.append(
+                f"{where} {name} ({found[name]}) is in the database but not in the schema"
+            )
+        elif _normal(found[name], dialect) != _normal(wanted[name], dialect):
+            sentences.append(
+                f"{where} {name} is ({found[name]}) in the database"
+                f" but ({wanted[name]}) in the schema"
+            )
+    return sentences
+
+
+def _collation_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:
+    # A column without its own collation uses the table's (MariaDB/MySQL, which only print a
+    # column's COLLATE when it differs from the table's) or the database's (PostgreSQL, SQLite).
+    if dialect.name == "sqlite":
+        return []  # SQLAlchemy does not reflect SQLite's collations: nothing to compare with
+    if dialect.name in ("mysql", "mariadb"):
+        options = inspector.get_table_options(table.name)
+        default = f"the table's default ({options.get('mysql_collate', 'unknown')})"
+    else:
+        default = "the database's default"
+    sentences = []
+    for reflected in inspector.get_columns(table.name):
+        column = table.columns.get(reflected["name"])
+        if column is None or isinstance(column.type, JSON):
+            continue  # an extra column is reported elsewhere; JSON carries its own on MariaDB
+        declared = getattr(column.type.dialect_impl(dialect), "collation", None)
+        found = getattr(reflected["type"], "collation", None)
+        if _default_if_table_default(found, default) != _default_if_table_default(
+            declared, default
+        ):
+            sentences.append(
+                f"table {table.name}: column {column.name} has collation"
+                f" {found or default} in the database but {declared or default} in the schema"
+            )
+    return sentences
+
+
+def _default_if_table_default(collation: str | None, default: str) -> str:
+    return default if collation is None or default.endswith(f"({collation})") else collation
+
+
+def _constraint_name(check: CheckConstraint, dialect: Dialect) -> str:
+    """The name the database knows, the schema's naming convention applied."""
+    name: Any = dialect.identifier_preparer.format_constraint(check)
+    return str(name).strip('`"') if name else "(unnamed)"
+
+
+def _normal(sql: str, dialect: Dialect) -> str:
+    """A CHECK's text without what databases add or drop when they store it."""
+    text = _NOISE.sub("", PG_CAST.sub("", sql.lower())).replace("!=", "<>")
+    if dialect.name in ("mysql", "mariadb"):
+        # MariaDB/MySQL store length() as octet_length(), the same function there (not on
+        # PostgreSQL, where length() counts characters).
+        text = text.replace("octet_length", "length")
+    return _ANY_ARRAY.sub(r"in\1", text)

@@ -195,7 +195,10 @@ class MySQLDialect(ServerDialect):
     def left_transaction(
         self, engine: Engine, conn: Connection, identity: object, *, failed: bool
     ) -> str | None:
-        return None
+        # Whatever a migration committed is covered by its started marker; only a connection
+        # it closed needs telling apart, so that the marker's update is not attempted on it.
+        driver: Any = conn.connection.dbapi_connection
+        return None if driver is not None and driver.open else ROLLED_BACK
 
     def run_holder(self, conn: Connection) -> str | None:
         return mysql_run_holder(conn)

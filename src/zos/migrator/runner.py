@@ -32,6 +32,7 @@ from zos.migrator.plan import Plan, build_plan
 from zos.migrator.reader import read_history
 from zos.migrator.records import AppliedMigration, State
 from zos.migrator.rehearsal import RehearsedMigration, rehearse, sqlite_copy
+from zos.urls import sqlite_url
 
 if TYPE_CHECKING:
     from zos.backup import Backup
@@ -197,8 +198,9 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     """Show what ``migrate`` would do, and rehearse it where the result can be thrown away.
 
     SQLite: on a copy of the file. PostgreSQL: inside a transaction that is rolled back, so it
-    takes the same locks as the real run. MariaDB/MySQL: the plan only. Holds the run lock, so
-    it never rehearses a half-finished run.
+    takes the same locks as the real run. MariaDB/MySQL: the plan only. It changes nothing, so
+    it takes no run lock: the copy, or the rolled-back transaction, sees only what other runs
+    have committed.
 
     Raises:
         the same errors as ``migrate``, before anything is rehearsed.
@@ -206,44 +208,51 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     db = resolve_target(settings)
     scripts = _discover(settings)
     dialect = dialect_for(db)
-    interrupts = Interrupts()
-    engine = get_engine(settings)
     try:
-        with (
-            interrupts.installed(),
-            _run_lock(settings, engine, dialect, interrupts, lambda _e: None),
-        ):
+        with Interrupts().installed():
             if db.sqlite_path is not None:
                 with sqlite_copy(db.sqlite_path) as copy:
-                    url = f"sqlite:///{copy}"
-                    rehearsal = get_engine(settings, url=url)
-                    try:
-                        with connect(rehearsal, db.display) as conn:
-                            plan, pending = _prepare(conn, scripts, target)
-                            results = rehearse(conn, dialect, pending, adopting=not plan.applied)
-                    finally:
-                        rehearsal.dispose()
+                    plan, pending, results = _rehearse_on(
+                        settings, sqlite_url(copy), db, dialect, scripts, target
+                    )
                 how = "copy"
             else:
-                with connect(engine, db.display) as conn:
-                    dialect.prepare(conn)
-                    plan, pending = _prepare(conn, scripts, target)
-                    if dialect.transactional_ddl:
-                        results, how = (
-                            rehearse(conn, dialect, pending, adopting=not plan.applied),
-                            "rollback",
-                        )
-                    else:
-                        results = [
-                            RehearsedMigration(m.script.version, m.description) for m in pending
-                        ]
-                        how = "plan"
+                how = "rollback" if dialect.transactional_ddl else "plan"
+                plan, pending, results = _rehearse_on(
+                    settings, None, db, dialect, scripts, target, run=how == "rollback"
+                )
     except RunInterrupted as stop:
         raise Interrupted(_interrupted_between(stop, None), stop.signum) from None
-    finally:
-        engine.dispose()
     to_version = max((m.script.version for m in pending), default=plan.current_version)
     return DryRun(db.display, plan.current_version, to_version, how, tuple(results))
+
+
+def _rehearse_on(
+    settings: Settings,
+    url: str | None,
+    db: DatabaseTarget,
+    dialect: Dialect,
+    scripts: list[MigrationScript],
+    target: int | None,
+    *,
+    run: bool = True,
+) -> tuple[Plan, list[LoadedMigration], list[RehearsedMigration]]:
+    """Plan against the database at ``url`` (default: the configured one) and rehearse the
+    pending migrations there, or only list them when ``run`` is False."""
+    engine = get_engine(settings, url=url)
+    try:
+        with connect(engine, db.display) as conn:
+            dialect.prepare(conn)
+            plan, pending = _prepare(conn, scripts, target)
+            if not run:
+                return (
+                    plan,
+                    pending,
+                    [RehearsedMigration(m.script.version, m.description) for m in pending],
+                )
+            return plan, pending, rehearse(conn, dialect, pending, adopting=not plan.applied)
+    finally:
+        engine.dispose()
 
 
 def repair(settings: Settings, version: int, *, applied: bool) -> None:

@@ -194,11 +194,6 @@ def first_line(error: BaseException | None) -> str:
     return mask_url(text.splitlines()[0]) if text else type(error).__name__
 
 
-def set_busy_timeout(conn: Connection, milliseconds: int) -> None:
-    """Change how long an SQLite connection waits for a lock, outside any transaction."""
-    sqlite_pragma(conn, f"busy_timeout = {int(milliseconds)}")
-
-
 def set_foreign_keys(conn: Connection, enabled: bool) -> None:
     """Turn SQLite's foreign-key enforcement on or off for ``conn``.
 

@@ -115,8 +115,12 @@ def migrate(
     recorded = read_history(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
     plan = build_plan(scripts, recorded.applied, target, recorded.resumable)
+    checksums = {script.version: script.checksum for script in scripts}
+    # Rows recorded with a file's old-style checksum are brought up to date under the lock.
+    current = all(checksums.get(row.version, row.checksum) == row.checksum for row in plan.applied)
     # While another run holds the lock, what it is doing is not known yet: wait for it.
-    if not recorded.running and not file_problems and not plan.problems and not plan.pending:
+    nothing_to_do = not file_problems and not plan.problems and not plan.pending and current
+    if nothing_to_do and not recorded.running:
         version = plan.current_version
         return MigrateResult(recorded.database, version, version, ())
     from zos.migrator.runner import run_migrations

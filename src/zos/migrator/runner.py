@@ -89,6 +89,7 @@ def run_migrations(
             if pending and backup and inspect(conn).get_table_names():
                 _back_up(settings, db, plan.current_version, observe)
             conn.rollback()
+            _record_current_checksums(conn, plan)
             run.append(
                 Executor(conn, engine, dialect, lock, observe, interrupts, plan.current_version)
             )
@@ -99,6 +100,22 @@ def run_migrations(
     finally:
         engine.dispose()
     return MigrateResult(db.display, plan.current_version, run[0].current_version, tuple(done))
+
+
+def _record_current_checksums(conn: Connection, plan: Plan) -> None:
+    """Rows recorded with the old checksum of the file's bytes get its current one, so that
+    from now on a change that only reformats the file is not taken for an edit."""
+    by_version = {script.version: script for script in plan.scripts}
+    stale = [
+        (row, by_version[row.version])
+        for row in plan.applied
+        if row.version in by_version and row.checksum != by_version[row.version].checksum
+    ]
+    if not stale:
+        return
+    with conn.begin():
+        for row, script in stale:
+            recorder.replace_checksum(conn, row.version, row.checksum, script.checksum)
 
 
 def _apply_all(executor: Executor, pending: list[LoadedMigration], *, adopting: bool) -> None:

@@ -3,6 +3,7 @@ the run lock, and never apply, skip or repeat what another runner is doing."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from pathlib import Path
@@ -176,12 +177,14 @@ def test_status_names_the_running_migration_and_repair_refuses_while_it_runs(
     runner = start(backend, folder, "db", "migrate", ZOS_TEST_MARK=mark)
     wait_for(Path(mark + "2"), runner)
     status = run_cli("db", "status", env=backend.env(folder))
+    history = run_cli("db", "history", "--json", env=backend.env(folder))
     repair = run_cli("db", "repair", "--forget", "2", env=backend.env(folder))
     code, out, err = finish(runner)
     assert "Migration run in progress: " in status.stdout, status.stdout + status.stderr
     assert "never finished" not in status.stdout + status.stderr
     if backend.name == "sqlite":
         assert "002 is running now" in status.stdout
+    assert [entry["state"] for entry in json.loads(history.stdout)] == ["applied", "running"]
     assert repair.exit_code == 1
     assert one_error_line(repair.stderr).startswith("Error: a migration run is in progress (")
     assert code == 0, err

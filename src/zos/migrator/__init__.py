@@ -81,7 +81,7 @@ class HistoryEntry:
     description: str
     applied_at: datetime  # naive, UTC
     duration_ms: int | None
-    state: str
+    state: str  # "applied", "adopted", "started", or "running" (started, and its run is on)
     file: str  # "unchanged", "changed" or "missing"
 
 
@@ -160,7 +160,8 @@ def history(settings: Settings) -> list[HistoryEntry]:
     scripts, _ = find_migrations(migrations_directory(settings))
     by_version = {script.version: script for script in scripts}
     entries = []
-    for row in read_history(settings).applied:
+    recorded = read_history(settings)
+    for row in recorded.applied:
         on_disk = by_version.get(row.version)
         file = (
             "missing"
@@ -169,10 +170,10 @@ def history(settings: Settings) -> list[HistoryEntry]:
             if on_disk.matches(row.checksum)
             else "changed"
         )
+        # A started migration is the one running now while another process holds the lock.
+        state = "running" if recorded.running and not row.finished else str(row.state)
         entries.append(
-            HistoryEntry(
-                row.version, row.description, row.applied_at, row.duration_ms, row.state, file
-            )
+            HistoryEntry(row.version, row.description, row.applied_at, row.duration_ms, state, file)
         )
     return entries
 

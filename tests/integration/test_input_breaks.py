@@ -1,0 +1,105 @@
+"""Inputs found by a reviewer that still end in a traceback, a stray warning, or two commands
+reading the same setting two ways (issue 11). Each test states what a user should see."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_zos
+
+SECRET = "S3cr3tZq"
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOS_")}
+    env.update(values)
+    return env
+
+
+def _one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("  - ")]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "charset=nope",
+        "read_timeout=abc",
+        "client_flag=abc",
+        "local_infile=2",
+        "ssl_ca=/nonexistent/ca.pem",
+    ],
+)
+def test_a_bad_mariadb_url_option_is_one_error_line_naming_the_url(query: str) -> None:
+    url = f"mysql+pymysql://root:{SECRET}@127.0.0.1:3306/test?{query}"
+    result = run_zos("db", "status", env=_env(ZOS_DATABASE_URL=url))
+    assert result.returncode in (1, 2)
+    line = _one_error_line(result.stderr)
+    assert SECRET not in result.stdout + result.stderr
+    assert query.split("=")[0] in line
+
+
+@pytest.mark.parametrize("query", ["port=abc"])
+def test_a_bad_postgresql_url_option_is_one_error_line(query: str) -> None:
+    url = f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/test?{query}"
+    result = run_zos("db", "status", env=_env(ZOS_DATABASE_URL=url))
+    assert result.returncode in (1, 2)
+    _one_error_line(result.stderr)
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("query", ["timeout=abc", "check_same_thread=maybe"])
+def test_a_bad_sqlite_url_option_gets_the_same_verdict_from_status_and_migrate(
+    tmp_path: Path, query: str
+) -> None:
+    url = f"sqlite:///{tmp_path}/zos.db?{query}"
+    env = _env(ZOS_DATABASE_URL=url)
+    migrate = run_zos("db", "migrate", env=env)
+    _one_error_line(migrate.stderr)
+    assert migrate.returncode == 2, migrate.stderr
+    status = run_zos("db", "status", env=env)
+    assert status.returncode == migrate.returncode, (status.stdout, status.stderr)
+
+
+def test_an_sqlite_uri_filename_names_the_same_file_for_migrate_and_status(
+    tmp_path: Path,
+) -> None:
+    # SQLAlchemy's documented form for SQLite URI filenames: sqlite:///file:path?...&uri=true.
+    env = _env(ZOS_DATABASE_URL="sqlite:///file:b.db?mode=rwc&uri=true")
+    migrate = run_zos("db", "migrate", env=env, cwd=tmp_path)
+    assert migrate.returncode == 0, migrate.stderr
+    status = run_zos("db", "status", env=env, cwd=tmp_path)
+    history = run_zos("db", "history", "--json", env=env, cwd=tmp_path)
+    # Either both refuse the URL, or both see the version migrate just wrote.
+    assert "Current version: 1" in status.stdout, status.stdout
+    assert '"version": 1' in history.stdout, history.stdout
+
+
+def test_a_sqlite_query_option_prints_no_sqlalchemy_warning(tmp_path: Path) -> None:
+    env = _env(ZOS_DATABASE_URL=f"sqlite:///{tmp_path}/zos.db?mode=ro")
+    result = run_zos("db", "migrate", env=env, cwd=tmp_path)
+    assert "SAWarning" not in result.stderr, result.stderr
+    assert result.returncode == 2 or result.stderr == "", result.stderr
+
+
+def test_migrate_connects_through_database_migrate_url(tmp_path: Path) -> None:
+    # README: database.migrate_url is "used by migrate and repair instead of database.url".
+    # Point it at a port where nothing listens: migrate must fail to connect, not use url.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database:\n"
+        f"  url: 'sqlite:///{tmp_path}/zos.db'\n"
+        f"  migrate_url: 'postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/nowhere'\n"
+    )
+    result = run_zos("--config", str(config), "db", "migrate", env=_env(), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    line = _one_error_line(result.stderr)
+    assert "127.0.0.1:1" in line
+    assert SECRET not in result.stdout + result.stderr
+    assert not (tmp_path / "zos.db").exists()

@@ -103,3 +103,40 @@ def test_migrate_connects_through_database_migrate_url(tmp_path: Path) -> None:
     assert "127.0.0.1:1" in line
     assert SECRET not in result.stdout + result.stderr
     assert not (tmp_path / "zos.db").exists()
+
+
+def _status_and_migrate(folder: Path, tmp_path: Path) -> tuple[int, int]:
+    env = _env(ZOS_MIGRATIONS_DIR=str(folder), ZOS_DATA_DIR=str(tmp_path / "data"))
+    status = run_zos("db", "status", env=env, cwd=tmp_path)
+    migrate = run_zos("db", "migrate", env=env, cwd=tmp_path)
+    return status.returncode, migrate.returncode
+
+
+def test_status_and_migrate_give_the_same_verdict_on_a_file_whose_import_fails(
+    tmp_path: Path,
+) -> None:
+    # Issue 11: "the same file is valid or invalid for status, migrate, --dry-run, check and
+    # the guard alike". Here status reports a pending migration and exits 0; migrate refuses it.
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_x.py").write_text(
+        'import no_such_module_zz\nVERSION = 1\nDESCRIPTION = "x"\n\n\n'
+        "def upgrade(conn):\n    pass\n"
+    )
+    status, migrate = _status_and_migrate(folder, tmp_path)
+    assert migrate == 1
+    assert status == migrate
+
+
+def test_a_helper_package_beside_the_migrations_imports_as_a_private_helper_does(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "migrations"
+    (folder / "_helpers").mkdir(parents=True)
+    (folder / "_helpers" / "x.py").write_text("def f():\n    return 1\n")
+    (folder / "001_x.py").write_text(
+        'import _helpers.x\nVERSION = 1\nDESCRIPTION = "x"\n\n\n'
+        "def upgrade(conn):\n    _helpers.x.f()\n"
+    )
+    status, migrate = _status_and_migrate(folder, tmp_path)
+    assert (status, migrate) == (0, 0)

@@ -4,11 +4,13 @@ reading the same setting two ways (issue 11). Each test states what a user shoul
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
-from tests.conftest import run_zos
+from tests.conftest import Backend, _backend, run_zos
 
 SECRET = "S3cr3tZq"
 
@@ -140,3 +142,45 @@ def test_a_helper_package_beside_the_migrations_imports_as_a_private_helper_does
     )
     status, migrate = _status_and_migrate(folder, tmp_path)
     assert (status, migrate) == (0, 0)
+
+
+@pytest.fixture
+def postgresql(tmp_path: Path) -> Iterator[Backend]:
+    """A throwaway PostgreSQL database migrated to the newest version."""
+    for database in _backend("postgresql", tmp_path):
+        assert run_zos("db", "migrate", env=database.env()).returncode == 0
+        yield database
+
+
+def _alter_and_check(database: Backend, *statements: str) -> tuple[int, str]:
+    engine = create_engine(database.url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+    result = run_zos("db", "check", env=database.env())
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_check_sees_an_index_made_partial_by_hand(postgresql: Backend) -> None:
+    code, output = _alter_and_check(
+        postgresql,
+        "DROP INDEX ix_messages_author_created",
+        "CREATE INDEX ix_messages_author_created ON messages (author_id, created_at) "
+        "WHERE deleted_at IS NULL",
+    )
+    assert code == 1, output
+    assert "ix_messages_author_created" in output
+
+
+def test_check_names_the_difference_when_a_foreign_key_became_deferrable(
+    postgresql: Backend,
+) -> None:
+    code, output = _alter_and_check(
+        postgresql,
+        "ALTER TABLE messages DROP CONSTRAINT fk_messages_channel_id_channels, "
+        "ADD CONSTRAINT fk_messages_channel_id_channels FOREIGN KEY (channel_id) "
+        "REFERENCES channels (id) DEFERRABLE INITIALLY DEFERRED",
+    )
+    assert code == 1, output
+    assert "deferr" in output.lower(), output

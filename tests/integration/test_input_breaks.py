@@ -184,3 +184,21 @@ def test_check_names_the_difference_when_a_foreign_key_became_deferrable(
     )
     assert code == 1, output
     assert "deferr" in output.lower(), output
+
+
+@pytest.fixture
+def mariadb(tmp_path: Path) -> Iterator[Backend]:
+    """A throwaway MariaDB database migrated to the newest version."""
+    for database in _backend("mariadb", tmp_path):
+        assert run_zos("db", "migrate", env=database.env()).returncode == 0
+        yield database
+
+
+def test_check_sees_an_index_turned_into_a_prefix_index_by_hand(mariadb: Backend) -> None:
+    code, output = _alter_and_check(
+        mariadb,
+        "ALTER TABLE messages DROP INDEX ix_messages_author_created, "
+        "ADD INDEX ix_messages_author_created (author_id(8), created_at)",
+    )
+    assert code == 1, output
+    assert "ix_messages_author_created" in output

@@ -202,3 +202,22 @@ def test_check_sees_an_index_turned_into_a_prefix_index_by_hand(mariadb: Backend
     )
     assert code == 1, output
     assert "ix_messages_author_created" in output
+
+
+@pytest.mark.parametrize("args", [("db", "migrate"), ("db", "migrate", "--dry-run")])
+def test_a_data_dir_that_is_a_file_is_one_error_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    (tmp_path / "afile").write_text("x")
+    result = run_zos(*args, env=_env(ZOS_DATA_DIR="afile"), cwd=tmp_path)
+    assert result.returncode in (1, 2)
+    line = _one_error_line(result.stderr)
+    assert "afile" in line
+
+
+def test_a_data_dir_starting_with_a_tilde_is_the_home_folder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _env(ZOS_DATA_DIR="~/zdata", HOME=str(home))
+    result = run_zos("db", "migrate", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "~").exists()
+    assert (home / "zdata" / "zos.db").is_file()

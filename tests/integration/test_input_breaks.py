@@ -221,3 +221,16 @@ def test_a_data_dir_starting_with_a_tilde_is_the_home_folder(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "~").exists()
     assert (home / "zdata" / "zos.db").is_file()
+
+
+def test_db_new_never_reuses_the_number_of_an_unreadable_migration_file(tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "001_a.py").write_text(
+        'VERSION = 1\nDESCRIPTION = "a"\n\n\ndef upgrade(conn):\n    pass\n'
+    )
+    (folder / "002_b.py").symlink_to(tmp_path / "not_yet_there.py")  # e.g. a broken link
+    result = run_zos("db", "new", "c", env=_env(ZOS_MIGRATIONS_DIR=str(folder)), cwd=tmp_path)
+    numbers = sorted(path.name[:3] for path in folder.iterdir())
+    # Either it refuses (the folder has a problem) or it numbers above 002.
+    assert len(numbers) == len(set(numbers)), (numbers, result.stdout, result.stderr)

@@ -4,6 +4,9 @@ reading the same setting two ways (issue 11). Each test states what a user shoul
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,3 +237,22 @@ def test_db_new_never_reuses_the_number_of_an_unreadable_migration_file(tmp_path
     numbers = sorted(path.name[:3] for path in folder.iterdir())
     # Either it refuses (the folder has a problem) or it numbers above 002.
     assert len(numbers) == len(set(numbers)), (numbers, result.stdout, result.stderr)
+
+
+def _limit_memory() -> None:
+    limit = 1 << 30  # 1 GiB of address space: plenty for zos, not for an endless file
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def test_a_config_path_that_never_ends_is_one_error_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "zos", "--config", "/dev/zero", "config", "check"],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit_memory,
+    )
+    assert result.returncode == 2, result.stderr[-500:]
+    _one_error_line(result.stderr)

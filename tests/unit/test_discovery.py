@@ -193,12 +193,26 @@ def test_an_incomplete_or_broken_file_is_found_without_running_it(
     assert load_problems == [] and len(loaded) == len(scripts) - 1
 
 
-def test_what_only_importing_shows_is_reported_the_same_way() -> None:
+def test_a_module_that_cannot_be_found_is_found_without_importing_in_migrate_s_words() -> None:
+    # Issue 11: status, check and the guard give the verdict migrate gives, in the same words.
     scripts, problems = find_migrations(FIXTURES / "import_error")
+    assert problems == [
+        "001_initial.py: fails to import: ModuleNotFoundError: No module named "
+        "'zos_no_such_module'"
+    ]
+    assert [script.code for script in scripts] == [None]
+
+
+def test_what_only_importing_shows_is_reported_the_same_way(tmp_path: Path) -> None:
+    (tmp_path / "001_initial.py").write_text(
+        "from sqlalchemy import no_such_name_zz\nVERSION = 1\nDESCRIPTION = 'x'\n\n\n"
+        "def upgrade(conn):\n    pass\n"
+    )
+    scripts, problems = find_migrations(tmp_path)
     assert problems == []
     _, load_problems = load_migrations(scripts)
     assert [p.split(":")[0] for p in load_problems] == ["001_initial.py"]
-    assert re.match(r"001_initial\.py: fails to import: ModuleNotFoundError: ", load_problems[0])
+    assert re.match(r"001_initial\.py: fails to import: ImportError: ", load_problems[0])
 
 
 HEAD = "VERSION = 1\nDESCRIPTION = 'One'\n"

@@ -243,6 +243,8 @@ def _server(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
     rest, query = _split_query(rest)
     hostport, slash, database = rest.partition("/")
     host, port = _host_port(hostport)
+    # SQLAlchemy reads libpq's multihost form, host=A&host=B (and port=, the same way).
+    _check_repeats(query, frozenset({"host", "port"}) if backend == "postgresql" else frozenset())
     _check_options(query, _SERVER_OPTIONS, backend)
     database = unquote(database) if slash else ""
     if not database:
@@ -266,6 +268,7 @@ def _check_sqlite_query(database: str | None, query: tuple[tuple[str, str], ...]
     Raises:
         InvalidUrl: an unknown option, a bad value, or ``uri=true`` without a ``file:`` name.
     """
+    _check_repeats(query, frozenset())
     uri = _sqlite_uri(query)
     for key, value in query:
         if key in _SQLITE_OPTIONS:
@@ -279,13 +282,26 @@ def _check_sqlite_query(database: str | None, query: tuple[tuple[str, str], ...]
             [*_SQLITE_OPTIONS, *(f"{name} (with uri=true)" for name in _SQLITE_URI_OPTIONS)]
         )
         raise InvalidUrl(f"unknown SQLite URL option '{key}' (zos accepts {names})")
-    _check_options(query, _SQLITE_OPTIONS, "sqlite")
+    _check_options(query, _SQLITE_OPTIONS, "SQLite")
     if uri and not (database or "").startswith("file:"):
         raise InvalidUrl(
             "with uri=true the SQLite database must be a file: URI (sqlite:///file:path?uri=true)"
         )
     if uri and not _uri_file(database or ""):
         raise InvalidUrl("the file: URI names no file")
+
+
+def _check_repeats(query: tuple[tuple[str, str], ...], repeatable: frozenset[str]) -> None:
+    """Refuse an option given twice: SQLAlchemy would pass both values on as a tuple, which
+    the driver cannot take.
+
+    Raises:
+        InvalidUrl: naming the option.
+    """
+    keys = [key for key, _ in query if key not in repeatable]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise InvalidUrl(f"URL option '{twice[0]}' is given more than once")
 
 
 def _check_options(query: tuple[tuple[str, str], ...], kinds: dict[str, str], name: str) -> None:

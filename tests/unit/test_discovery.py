@@ -197,8 +197,7 @@ def test_a_module_that_cannot_be_found_is_found_without_importing_in_migrate_s_w
     # Issue 11: status, check and the guard give the verdict migrate gives, in the same words.
     scripts, problems = find_migrations(FIXTURES / "import_error")
     assert problems == [
-        "001_initial.py: fails to import: ModuleNotFoundError: No module named "
-        "'zos_no_such_module'"
+        "001_initial.py: fails to import: ModuleNotFoundError: No module named 'zos_no_such_module'"
     ]
     assert [script.code for script in scripts] == [None]
 

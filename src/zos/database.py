@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sqlite3
@@ -41,9 +42,11 @@ SQLITE_AUTOCOMMIT = "zos_sqlite_autocommit"
 
 # What a driver (or SQLAlchemy converting for it) raises for a URL query option it cannot take:
 # an unknown charset (AttributeError in PyMySQL), a missing ssl_ca file (OSError), a value of
-# the wrong type (ValueError, TypeError, ArgumentError), an unknown encoding (LookupError).
+# the wrong type (ValueError, TypeError, ArgumentError), an unknown encoding (LookupError), an
+# option PyMySQL declares but lacks (NotImplementedError: compress, named_pipe).
 _OPTION_REFUSALS = (
     exc.ArgumentError,
+    NotImplementedError,
     ValueError,
     TypeError,
     AttributeError,
@@ -150,6 +153,7 @@ def get_engine(
     connect_args: dict[str, Any] = {}
     if target.backend == "mysql" and "charset" not in target.url.query:
         connect_args["charset"] = "utf8mb4"
+    _check_pymysql_charset(target)
     password = target.url.password
     if target.url.get_driver_name() == "pymysql" and password and not password.isascii():
         # PyMySQL encodes a text password as Latin-1 and fails on anything else; a password set
@@ -216,6 +220,28 @@ def open_connection(engine: Engine, display: str | None = None) -> Connection:
         if not engine.url.query:
             raise
         raise _option_refused(display, error) from error
+
+
+def _check_pymysql_charset(target: DatabaseTarget) -> None:
+    """PyMySQL fails an unknown ``charset`` with an AttributeError deep in connect; say what
+    is wrong instead.
+
+    Raises:
+        ConfigError: PyMySQL knows no character set of that name.
+    """
+    charset = target.url.query.get("charset")
+    if target.url.get_driver_name() != "pymysql" or not isinstance(charset, str):
+        return
+    try:
+        # Looked up by name: PyMySQL ships no type stubs.
+        charsets: Any = importlib.import_module("pymysql.charset")
+    except ImportError:
+        return  # create_engine says the driver is not installed
+    if charsets.charset_by_name(charset) is None:
+        raise ConfigError(
+            f"cannot connect to {target.display}: URL option 'charset': PyMySQL knows no "
+            f"character set {charset!r} (e.g. utf8mb4)"
+        )
 
 
 def _option_refused(display: str, error: BaseException) -> ConfigError:

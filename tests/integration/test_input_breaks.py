@@ -256,3 +256,57 @@ def test_a_config_path_that_never_ends_is_one_error_line(tmp_path: Path) -> None
     )
     assert result.returncode == 2, result.stderr[-500:]
     _one_error_line(result.stderr)
+
+
+# Added by the fixer (helper-fix11): the same kinds, on the commands the cases above leave out.
+
+
+@pytest.mark.parametrize("args", [("db", "status"), ("db", "history"), ("db", "check")])
+def test_every_command_says_a_data_dir_that_is_a_file_is_not_a_folder(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    result = run_zos(*args, env=_env(ZOS_DATA_DIR="afile"), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert "afile is a file, not a folder" in _one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "args", [("db", "migrate", "--dry-run"), ("db", "repair", "--forget", "1")]
+)
+def test_dry_run_and_repair_connect_through_database_migrate_url(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database:\n"
+        f"  url: 'sqlite:///{tmp_path}/zos.db'\n"
+        f"  migrate_url: 'postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/nowhere'\n"
+    )
+    result = run_zos("--config", str(config), *args, env=_env(), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "127.0.0.1:1" in _one_error_line(result.stderr)
+    assert SECRET not in result.stdout + result.stderr
+    assert not (tmp_path / "zos.db").exists()
+
+
+def test_status_keeps_database_url_when_migrate_url_is_set(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database:\n"
+        f"  url: 'sqlite:///{tmp_path}/zos.db'\n"
+        f"  migrate_url: 'postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/nowhere'\n"
+    )
+    result = run_zos("--config", str(config), "db", "status", env=_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Current version: 0" in result.stdout
+
+
+@pytest.mark.parametrize("query", ["compress=true", "charset=nope", "timeout=1&timeout=2"])
+def test_other_refused_url_options_are_one_error_line(query: str) -> None:
+    url = f"mysql+pymysql://root:{SECRET}@127.0.0.1:3306/test?{query}"
+    result = run_zos("db", "status", env=_env(ZOS_DATABASE_URL=url))
+    assert result.returncode == 2
+    line = _one_error_line(result.stderr)
+    assert query.split("=")[0] in line
+    assert SECRET not in result.stdout + result.stderr

@@ -171,9 +171,12 @@ def sqlite_url(path: Path | str) -> str:
 def sqlite_folder_problem(path: Path) -> str | None:
     """Why the folder of the SQLite file ``path`` cannot hold it, or None when it can (or does
     not exist yet: a writer creates the data directory)."""
-    folder = path.parent
-    if folder.exists() and not folder.is_dir():
-        return f"cannot use SQLite database {path}: {folder} is a file, not a folder"
+    # The nearest folder that exists must be a folder: "afile/sub/zos.db" can never be made.
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if folder.is_dir():
+                return None
+            return f"cannot use SQLite database {path}: {folder} is a file, not a folder"
     return None
 
 

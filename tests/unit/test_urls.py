@@ -15,7 +15,7 @@ from zos.config import Settings
 from zos.database import first_line, resolve_target
 from zos.errors import ConfigError
 from zos.migrator.reader import plain_sqlite_path
-from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_url
+from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_folder_problem, sqlite_url
 
 
 def test_a_server_url_is_split_into_its_parts_and_displayed_without_the_password() -> None:
@@ -295,3 +295,12 @@ def test_a_url_option_is_refused_by_the_parser_or_converted_by_sqlalchemy(
         database = str(target.url.database)
         expected = database.removeprefix("file:") if uri else database
         assert target.sqlite_path == Path(expected)
+
+
+def test_a_file_where_a_folder_of_the_sqlite_path_should_be_is_named(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for path in (tmp_path / "afile" / "zos.db", tmp_path / "afile" / "sub" / "zos.db"):
+        assert sqlite_folder_problem(path) == (
+            f"cannot use SQLite database {path}: {tmp_path / 'afile'} is a file, not a folder"
+        )
+    assert sqlite_folder_problem(tmp_path / "not" / "yet" / "zos.db") is None

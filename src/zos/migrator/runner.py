@@ -65,7 +65,7 @@ def run_migrations(
 
     ``scripts`` are the migration files when the caller has just listed them without problems.
     """
-    db = resolve_target(settings)
+    db = resolve_target(settings, migrate=True)
     scripts = _discover(settings) if scripts is None else scripts
     dialect = dialect_for(db)
     done: list[MigrationEvent] = []
@@ -76,7 +76,7 @@ def run_migrations(
         on_event(event)
 
     interrupts = Interrupts()
-    engine = get_engine(settings)
+    engine = get_engine(settings, migrate=True)
     run: list[Executor] = []
     try:
         with (
@@ -222,7 +222,7 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     Raises:
         the same errors as ``migrate``, before anything is rehearsed.
     """
-    db = resolve_target(settings)
+    db = resolve_target(settings, migrate=True)
     scripts = _discover(settings)
     dialect = dialect_for(db)
     try:
@@ -256,7 +256,7 @@ def _rehearse_on(
 ) -> tuple[Plan, list[LoadedMigration], list[RehearsedMigration]]:
     """Plan against the database at ``url`` (default: the configured one) and rehearse the
     pending migrations there, or only list them when ``run`` is False."""
-    engine = get_engine(settings, url=url)
+    engine = get_engine(settings, url=url, migrate=True)
     try:
         with connect(engine, db.display) as conn:
             dialect.prepare(conn)
@@ -284,11 +284,11 @@ def repair(settings: Settings, version: int, *, applied: bool) -> None:
         UsageError: ``version`` is not recorded as unfinished.
         RunInProgress: a migration run holds the run lock.
     """
-    db = resolve_target(settings)
+    db = resolve_target(settings, migrate=True)
     if db.sqlite_path is not None and not db.sqlite_path.exists():
         raise UsageError(f"version {version} is not recorded as unfinished (no database yet)")
     dialect = dialect_for(db)
-    engine = get_engine(settings)
+    engine = get_engine(settings, migrate=True)
     try:
         with (
             _run_lock(settings, engine, dialect, Interrupts(), _ignore, wait=False),

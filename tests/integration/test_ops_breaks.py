@@ -1,0 +1,119 @@
+"""Cases found breaking issue 9's table-change helpers (zos.migrator.ops), each applied through
+``zos db migrate`` as a migration author would. Every test states what should happen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from sqlalchemy import Engine
+
+from tests.conftest import Backend, MakeMigrations, run_cli
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+MARIADB_ONLY = pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+
+
+@pytest.fixture
+def engine(backend: Backend) -> Iterator[Engine]:
+    made = backend.engine()
+    yield made
+    made.dispose()
+
+
+def run(engine: Engine, *statements: str) -> None:
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
+
+
+def query(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.exec_driver_sql(sql)]
+
+
+def migrate(backend: Backend, make_migrations: MakeMigrations, body: str) -> Result:
+    """Apply one migration whose upgrade() runs ``body`` with ``ops`` and SQLAlchemy types."""
+    indented = "\n".join("    " + line for line in body.strip().splitlines())
+    source = (
+        "from sqlalchemy import BigInteger, Double, Float, Integer, String\n\n"
+        "from zos.migrator import ops\n\nVERSION = 1\nDESCRIPTION = 'change a table'\n\n\n"
+        f"def upgrade(conn):\n{indented}\n"
+    )
+    folder: Path = make_migrations({"001_change.py": source})
+    return run_cli("db", "migrate", env=backend.env(folder))
+
+
+@SQLITE_ONLY
+def test_a_rebuild_keeps_a_trigger_whose_on_clause_spells_the_table_in_another_case(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(
+        engine,
+        "CREATE TABLE messages (a INT, b TEXT)",
+        "CREATE TABLE log (x INT)",
+        "CREATE TRIGGER tg AFTER INSERT ON Messages BEGIN INSERT INTO log VALUES (NEW.a); END",
+    )
+    result = migrate(
+        backend, make_migrations, "ops.alter_column(conn, 'messages', 'b', nullable=False)"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT name FROM sqlite_master WHERE type = 'trigger'") == [("tg",)]
+    run(engine, "INSERT INTO messages VALUES (5, 'x')")
+    assert query(engine, "SELECT x FROM log") == [(5,)]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("strict", ["", " STRICT"])
+@pytest.mark.parametrize("stored", ["007", "1.0", " 12"])
+def test_sqlite_text_to_integer_fails_when_the_text_would_not_come_back_the_same(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, strict: str, stored: str
+) -> None:
+    run(engine, f"CREATE TABLE v (x TEXT){strict}", f"INSERT INTO v VALUES ('{stored}')")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 'v', 'x', type_=Integer())")
+    assert result.exit_code == 1, query(engine, "SELECT x, typeof(x) FROM v")
+    assert query(engine, "SELECT x FROM v") == [(stored,)]
+
+
+@SQLITE_ONLY
+def test_sqlite_text_to_real_fails_when_the_text_would_not_come_back_the_same(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE v (x TEXT)", "INSERT INTO v VALUES ('1.10')")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 'v', 'x', type_=Float())")
+    assert result.exit_code == 1, query(engine, "SELECT x, typeof(x) FROM v")
+    assert query(engine, "SELECT x FROM v") == [("1.10",)]
+
+
+@SQLITE_ONLY
+def test_sqlite_integer_to_real_fails_when_the_integer_would_be_rounded(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE v (x INTEGER)", "INSERT INTO v VALUES (9007199254740993)")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 'v', 'x', type_=Float())")
+    assert result.exit_code == 1, query(engine, "SELECT x, typeof(x) FROM v")
+    assert query(engine, "SELECT x FROM v") == [(9007199254740993,)]
+
+
+@MARIADB_ONLY
+@pytest.mark.parametrize("stored", ["007", " 12"])
+def test_mariadb_varchar_to_integer_fails_when_the_text_would_not_come_back_the_same(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, stored: str
+) -> None:
+    run(engine, "CREATE TABLE v (x varchar(10))", f"INSERT INTO v VALUES ('{stored}')")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 'v', 'x', type_=Integer())")
+    assert result.exit_code == 1, query(engine, "SELECT x FROM v")
+    assert query(engine, "SELECT x FROM v") == [(stored,)]
+
+
+@MARIADB_ONLY
+def test_mariadb_bigint_to_double_fails_when_the_integer_would_be_rounded(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE v (x bigint)", "INSERT INTO v VALUES (9007199254740993)")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 'v', 'x', type_=Double())")
+    assert result.exit_code == 1, query(engine, "SELECT x FROM v")
+    assert query(engine, "SELECT x FROM v") == [(9007199254740993,)]

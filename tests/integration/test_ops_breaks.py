@@ -39,7 +39,7 @@ def migrate(backend: Backend, make_migrations: MakeMigrations, body: str) -> Res
     """Apply one migration whose upgrade() runs ``body`` with ``ops`` and SQLAlchemy types."""
     indented = "\n".join("    " + line for line in body.strip().splitlines())
     source = (
-        "from sqlalchemy import BigInteger, Double, Float, Integer, String\n\n"
+        "from sqlalchemy import CHAR, BigInteger, Double, Float, Integer, String\n\n"
         "from zos.migrator import ops\n\nVERSION = 1\nDESCRIPTION = 'change a table'\n\n\n"
         f"def upgrade(conn):\n{indented}\n"
     )
@@ -117,3 +117,120 @@ def test_mariadb_bigint_to_double_fails_when_the_integer_would_be_rounded(
     result = migrate(backend, make_migrations, "ops.alter_column(conn, 'v', 'x', type_=Double())")
     assert result.exit_code == 1, query(engine, "SELECT x FROM v")
     assert query(engine, "SELECT x FROM v") == [(9007199254740993,)]
+
+
+SERVERS = pytest.mark.parametrize("backend", ["postgresql", "mariadb"], indirect=True)
+# A trigger on another table (b) that reads a.y.
+OTHER_TABLE_TRIGGER = {
+    "postgresql": [
+        "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN UPDATE a SET y = y + 1; RETURN NEW; END $$",
+        "CREATE TRIGGER tb AFTER INSERT ON b FOR EACH ROW EXECUTE FUNCTION bump()",
+    ],
+    "mariadb": ["CREATE TRIGGER tb AFTER INSERT ON b FOR EACH ROW UPDATE a SET y = y + 1"],
+}
+
+
+@SERVERS
+@pytest.mark.parametrize(
+    "change",
+    ["ops.rename_column(conn, 'a', 'y', 'yy')", "ops.drop_column(conn, 'a', 'y')"],
+    ids=["rename", "drop"],
+)
+def test_a_column_read_by_a_trigger_on_another_table_is_not_renamed_or_dropped(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, change: str
+) -> None:
+    run(
+        engine,
+        "CREATE TABLE a (x int, y int)",
+        "CREATE TABLE b (x int)",
+        *OTHER_TABLE_TRIGGER[backend.name],
+        "INSERT INTO a VALUES (1, 2)",
+    )
+    result = migrate(backend, make_migrations, change)
+    assert result.exit_code == 1, "applied: every INSERT INTO b now fails"
+    run(engine, "INSERT INTO b VALUES (1)")
+    assert query(engine, "SELECT x, y FROM a") == [(1, 3)]
+
+
+@MARIADB_ONLY
+@pytest.mark.parametrize(
+    "change",
+    ["ops.rename_column(conn, 'a', 'y', 'yy')", "ops.drop_column(conn, 'a', 'y')"],
+    ids=["rename", "drop"],
+)
+def test_mariadb_a_column_read_by_a_view_through_an_alias_is_not_renamed_or_dropped(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, change: str
+) -> None:
+    run(
+        engine,
+        "CREATE TABLE a (x int, y int)",
+        "CREATE VIEW v AS SELECT q.y FROM a q",
+        "INSERT INTO a VALUES (1, 2)",
+    )
+    result = migrate(backend, make_migrations, change)
+    assert result.exit_code == 1, "applied: view v is now broken"
+    assert query(engine, "SELECT y FROM v") == [(2,)]
+
+
+@MARIADB_ONLY
+def test_mariadb_varchar_to_char_fails_when_trailing_spaces_would_be_lost(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE t (c varchar(10))", "INSERT INTO t VALUES ('ab   ')")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 't', 'c', type_=CHAR(5))")
+    assert result.exit_code == 1, query(engine, "SELECT concat('[', c, ']') FROM t")
+    assert query(engine, "SELECT concat('[', c, ']') FROM t") == [("[ab   ]",)]
+
+
+@SQLITE_ONLY
+def test_sqlite_retyping_an_integer_primary_key_keeps_it_the_rowid_or_is_refused(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t (v) VALUES ('a')")
+    result = migrate(
+        backend, make_migrations, "ops.alter_column(conn, 't', 'id', type_=BigInteger())"
+    )
+    if result.exit_code == 0:
+        run(engine, "INSERT INTO t (v) VALUES ('b')")
+        # A BIGINT PRIMARY KEY is no rowid alias: the new row's key is NULL.
+        assert query(engine, "SELECT id, v FROM t ORDER BY rowid") == [(1, "a"), (2, "b")]
+    else:
+        assert query(engine, "SELECT sql FROM sqlite_master WHERE name = 't'") == [
+            ("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)",)
+        ]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    "setup, name",
+    [
+        ("conn.exec_driver_sql('CREATE TEMP TABLE tt (a INT, b TEXT)')", "tt"),
+        ("conn.exec_driver_sql('CREATE TABLE tt (a INT, b TEXT)')", "main.tt"),
+    ],
+    ids=["temp", "main-qualified"],
+)
+def test_sqlite_finds_temp_tables_and_schema_qualified_names_as_sqlite_does(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, setup: str, name: str
+) -> None:
+    body = f"{setup}\nops.alter_column(conn, {name!r}, 'b', nullable=False, server_default=\"'x'\")"
+    result = migrate(backend, make_migrations, body)
+    assert result.exit_code == 0, result.stderr
+
+
+POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+
+@POSTGRESQL_ONLY
+def test_postgresql_text_holding_json_becomes_jsonb(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE t (x text)", "INSERT INTO t VALUES ('{\"a\":1}')")
+    result = migrate(
+        backend,
+        make_migrations,
+        "from sqlalchemy.dialects.postgresql import JSONB\n"
+        "ops.alter_column(conn, 't', 'x', type_=JSONB())",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT x FROM t") == [({"a": 1},)]

@@ -234,3 +234,34 @@ def test_postgresql_text_holding_json_becomes_jsonb(
     )
     assert result.exit_code == 0, result.stderr
     assert query(engine, "SELECT x FROM t") == [({"a": 1},)]
+
+
+@SQLITE_ONLY
+def test_sqlite_text_holding_json_becomes_json(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE t (x TEXT)", "INSERT INTO t VALUES ('{\"a\": 1}'), ('[1, 2]')")
+    result = migrate(
+        backend,
+        make_migrations,
+        "from sqlalchemy import JSON\nops.alter_column(conn, 't', 'x', type_=JSON())",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT x FROM t ORDER BY rowid") == [('{"a": 1}',), ("[1, 2]",)]
+
+
+@SQLITE_ONLY
+def test_sqlite_dropping_a_column_no_foreign_key_points_at_is_allowed(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(
+        engine,
+        "CREATE TABLE p (id INTEGER PRIMARY KEY, n TEXT)",
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, pid INT REFERENCES p)",  # p's primary key
+        "INSERT INTO p VALUES (1, 'a')",
+        "INSERT INTO c VALUES (1, 1)",
+    )
+    result = migrate(backend, make_migrations, "ops.drop_column(conn, 'p', 'n')")
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT * FROM p") == [(1,)]
+    assert query(engine, "SELECT * FROM c") == [(1, 1)]

@@ -265,3 +265,29 @@ def test_sqlite_dropping_a_column_no_foreign_key_points_at_is_allowed(
     assert result.exit_code == 0, result.stderr
     assert query(engine, "SELECT * FROM p") == [(1,)]
     assert query(engine, "SELECT * FROM c") == [(1, 1)]
+
+
+# (old column type, collation asked for, query counting rows equal to 'ab' under the column's
+# collation: 0 when the asked, case-sensitive collation is in force).
+COLLATION_CHANGE = {
+    "sqlite": ("TEXT COLLATE NOCASE", "RTRIM"),
+    "postgresql": ('varchar(10) COLLATE "C"', "POSIX"),
+    "mariadb": ("varchar(10) COLLATE utf8mb4_unicode_ci", "utf8mb4_bin"),
+}
+
+
+def test_a_type_change_with_a_collation_gives_the_column_that_collation(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    old, wanted = COLLATION_CHANGE[backend.name]
+    run(engine, f"CREATE TABLE t (c {old})", "INSERT INTO t VALUES ('Ab')")
+    result = migrate(
+        backend,
+        make_migrations,
+        f"ops.alter_column(conn, 't', 'c', type_=String(20, collation={wanted!r}))",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT count(*) FROM t WHERE c = 'ab'") == [(0,)]
+    if backend.name == "postgresql":
+        collation = "SELECT collation_name FROM information_schema.columns WHERE table_name = 't'"
+        assert query(engine, collation) == [(wanted,)]

@@ -267,8 +267,7 @@ def test_sqlite_dropping_a_column_no_foreign_key_points_at_is_allowed(
     assert query(engine, "SELECT * FROM c") == [(1, 1)]
 
 
-# (old column type, collation asked for, query counting rows equal to 'ab' under the column's
-# collation: 0 when the asked, case-sensitive collation is in force).
+# Old column type (case-insensitive collation), and the case-sensitive collation asked for.
 COLLATION_CHANGE = {
     "sqlite": ("TEXT COLLATE NOCASE", "RTRIM"),
     "postgresql": ('varchar(10) COLLATE "C"', "POSIX"),
@@ -291,3 +290,25 @@ def test_a_type_change_with_a_collation_gives_the_column_that_collation(
     if backend.name == "postgresql":
         collation = "SELECT collation_name FROM information_schema.columns WHERE table_name = 't'"
         assert query(engine, collation) == [(wanted,)]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("new_type", ["DateTime()", "Date()", "Time()"])
+def test_sqlite_text_holding_dates_becomes_a_date_type(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, new_type: str
+) -> None:
+    # SQLAlchemy stores dates as text on SQLite; DATETIME's NUMERIC affinity keeps them as text.
+    stored = [("2020-01-02 03:04:05",), ("2020-01-02",), ("03:04:05",)]
+    run(
+        engine,
+        "CREATE TABLE t (x TEXT)",
+        "INSERT INTO t VALUES " + ", ".join(f"('{v}')" for (v,) in stored),
+    )
+    result = migrate(
+        backend,
+        make_migrations,
+        f"from sqlalchemy import Date, DateTime, Time\n"
+        f"ops.alter_column(conn, 't', 'x', type_={new_type})",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT x FROM t ORDER BY rowid") == stored

@@ -312,3 +312,27 @@ def test_sqlite_text_holding_dates_becomes_a_date_type(
     )
     assert result.exit_code == 0, result.stderr
     assert query(engine, "SELECT x FROM t ORDER BY rowid") == stored
+
+
+@SERVERS
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ops.alter_column(conn, 'p%t', 'a%b', nullable=False)",
+        "ops.rename_column(conn, 'p%t', 'a%b', 'c%d')",
+        "ops.add_check(conn, 'p%t', 'ck', 'z > 0')",
+        "ops.drop_column(conn, 'p%t', 'a%b')",
+    ],
+    ids=["alter", "rename", "add_check", "drop"],
+)
+def test_a_table_and_column_whose_names_hold_a_percent_sign_can_be_changed(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, change: str
+) -> None:
+    q = "`" if backend.name == "mariadb" else '"'
+    table = f"{q}p%t{q}"
+    run(
+        engine, f"CREATE TABLE {table} ({q}a%b{q} int, z int)", f"INSERT INTO {table} VALUES (1, 2)"
+    )
+    result = migrate(backend, make_migrations, change)
+    assert result.exit_code == 0, result.stderr  # today: relation "p%%t" does not exist
+    assert query(engine, f"SELECT z FROM {table}") == [(2,)]

@@ -336,3 +336,26 @@ def test_a_table_and_column_whose_names_hold_a_percent_sign_can_be_changed(
     result = migrate(backend, make_migrations, change)
     assert result.exit_code == 0, result.stderr  # today: relation "p%%t" does not exist
     assert query(engine, f"SELECT z FROM {table}") == [(2,)]
+
+
+@MARIADB_ONLY
+@pytest.mark.parametrize(
+    "default, inserted",
+    [("\"b'011'\"", b"\x03"), ("None", None)],
+    ids=["change", "remove"],
+)
+def test_mariadb_the_default_of_a_bit_column_can_be_changed_or_removed(
+    backend: Backend,
+    engine: Engine,
+    make_migrations: MakeMigrations,
+    default: str,
+    inserted: object,
+) -> None:
+    # SHOW CREATE TABLE reports DEFAULT b'101': two tokens the MODIFY builder reads as one.
+    run(engine, "CREATE TABLE t (id int, f bit(3) DEFAULT b'101')")
+    result = migrate(
+        backend, make_migrations, f"ops.alter_column(conn, 't', 'f', server_default={default})"
+    )
+    assert result.exit_code == 0, result.stderr
+    run(engine, "INSERT INTO t (id) VALUES (1)")
+    assert query(engine, "SELECT f FROM t") == [(inserted,)]

@@ -359,3 +359,18 @@ def test_mariadb_the_default_of_a_bit_column_can_be_changed_or_removed(
     assert result.exit_code == 0, result.stderr
     run(engine, "INSERT INTO t (id) VALUES (1)")
     assert query(engine, "SELECT f FROM t") == [(inserted,)]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("old_type", ["REAL", "NUMERIC", "TEXT"])
+def test_sqlite_a_fraction_does_not_stay_in_a_column_retyped_integer(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations, old_type: str
+) -> None:
+    # PostgreSQL and MariaDB refuse numeric -> integer over 3.75 (README); SQLite applies it
+    # and keeps 3.75 as a REAL inside the INTEGER column.
+    run(engine, f"CREATE TABLE t (x {old_type})", "INSERT INTO t VALUES (3.75)")
+    result = migrate(backend, make_migrations, "ops.alter_column(conn, 't', 'x', type_=Integer())")
+    assert result.exit_code == 1, query(engine, "SELECT x, typeof(x) FROM t")
+    assert query(engine, "SELECT sql FROM sqlite_master WHERE name = 't'") == [
+        (f"CREATE TABLE t (x {old_type})",)
+    ]

@@ -32,7 +32,8 @@ def run(engine: Engine, *statements: str) -> None:
 
 def query(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.exec_driver_sql(sql)]
+        rows = conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+        return [tuple(row) for row in rows]
 
 
 def migrate(backend: Backend, make_migrations: MakeMigrations, body: str) -> Result:

@@ -40,7 +40,11 @@ def backend(conn: Connection) -> str:
 
 
 def quote(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote(name)
+    """``name`` as a quoted identifier for text sent by ``execute``: always quoted, and with no
+    ``%`` doubled (SQLAlchemy's own quoting doubles it for drivers with format placeholders,
+    which only placeholder processing would undo)."""
+    mark = "`" if backend(conn) == "mysql" else '"'
+    return mark + name.replace(mark, mark + mark) + mark
 
 
 def quote_all(conn: Connection, names: list[str]) -> str:

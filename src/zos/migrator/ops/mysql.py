@@ -182,6 +182,9 @@ def _value_end(tokens: list[_Token], k: int) -> int:
         return _group_end(tokens, k)
     if tokens[k].text in ("-", "+"):
         return k + 1
+    following = tokens[k + 1] if k + 1 < len(tokens) else None
+    if following is not None and following.start == tokens[k].end and following.text[0] == "'":
+        return k + 1  # b'101', x'0A', _utf8mb4'text': a prefix written against its literal
     if k + 1 < len(tokens) and tokens[k + 1].text == "(":  # current_timestamp(6)
         return _group_end(tokens, k + 1)
     return k
@@ -197,7 +200,7 @@ def alter_column(
     default: str | Unchanged | None,
 ) -> None:
     """MODIFY column ``name`` of ``table`` from its reported definition."""
-    create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quote(conn, table)}").one()[1]
+    create = execute(conn, f"SHOW CREATE TABLE {quote(conn, table)}").one()[1]
     current = column_definition(str(create), name)
     changed = modified_definition(current, type_sql=type_sql, nullable=nullable, default=default)
     if type_sql is not None:

@@ -47,7 +47,7 @@ def read_table(conn: Connection, table: str) -> TableDefinition:
 
 def _dependents(conn: Connection, table: str) -> list[plan.SchemaEntry]:
     rows = conn.exec_driver_sql(
-        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name = ?"
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name = ? COLLATE NOCASE"
         " AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY rowid",
         (table,),
     ).all()
@@ -159,13 +159,19 @@ def _refuse_if_read_elsewhere(conn: Connection, table: TableDefinition, column: 
         "SELECT type, name, tbl_name, sql FROM sqlite_master"
         " WHERE type IN ('view', 'trigger', 'table') AND sql IS NOT NULL"
     ).all()
+    # A REFERENCES without a column list points at the parent's primary key.
+    own = table.column(column)
+    in_key = (own is not None and bool(own.find("PRIMARY"))) or any(
+        c.kind == "PRIMARY" and any(same_name(used, column) for used in c.names)
+        for c in table.constraints
+    )
     for kind, name, on_table, sql in others:
         if kind == "table":
             if same_name(str(name), table.name):
                 continue
             for key in conn.exec_driver_sql(f"PRAGMA foreign_key_list({quote(conn, str(name))})"):
                 if same_name(str(key[2]), table.name) and (
-                    key[4] is None or same_name(str(key[4]), column)
+                    same_name(str(key[4]), column) if key[4] is not None else in_key
                 ):
                     raise Refused(
                         f"column {column} of {table.name} is referenced by a foreign key of "

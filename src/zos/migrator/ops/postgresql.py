@@ -4,9 +4,13 @@ which may truncate) is written only where no assignment cast exists, after that 
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Connection, exc
 
 from zos.migrator.ops.common import UNCHANGED, Refused, Unchanged, execute, quote
+
+_COLLATE = re.compile(r"\s+COLLATE\s+", re.IGNORECASE)
 
 
 def alter_column(
@@ -26,8 +30,10 @@ def alter_column(
     column = quote(conn, name)
     target = f"ALTER COLUMN {column}"
     changes = []
-    if type_sql is not None:
-        _refuse_lossy_conversion(conn, table, name, type_sql)
+    # A collation is part of the column, not of the type a CAST takes.
+    cast_type = None if type_sql is None else _COLLATE.split(type_sql, maxsplit=1)[0]
+    if type_sql is not None and cast_type is not None:
+        _refuse_lossy_conversion(conn, table, name, cast_type)
         if not isinstance(default, Unchanged):
             # The old default may not cast to the new type; it is being replaced anyway.
             changes.append(f"{target} DROP DEFAULT")
@@ -52,7 +58,7 @@ def alter_column(
             raise
         # No assignment cast exists (text to integer, say). The round trip above proved that
         # the explicit cast changes no value, so it may be written out.
-        using = f"{target} TYPE {type_sql} USING CAST({column} AS {type_sql})"
+        using = f"{target} TYPE {type_sql} USING CAST({column} AS {cast_type})"
         try:
             with conn.begin_nested():
                 execute(conn, statement.replace(f"{target} TYPE {type_sql}", using, 1))

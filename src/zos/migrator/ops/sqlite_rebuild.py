@@ -114,6 +114,11 @@ def alter_column(
     counted = any(c.autoincrement for c in column.find("PRIMARY"))
     if counted and type_sql is not None and type_sql.upper() != "INTEGER":
         raise Refused(f"column {name} is AUTOINCREMENT, which SQLite allows on INTEGER only")
+    if type_sql is not None and any(
+        t.upper == "COLLATE" for t in tokenize(type_sql) if t.kind not in ("space", "comment")
+    ):
+        # The collation asked for with the type replaces the column's own (the first wins).
+        edits += [(_with_space_before(table, c.span), "") for c in column.find("COLLATE")]
     if type_sql is not None and type_sql != column.type_text:
         if column.type_span is not None:
             edits.append((column.type_span, type_sql))

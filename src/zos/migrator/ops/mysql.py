@@ -202,7 +202,7 @@ def alter_column(
     default: str | Unchanged | None,
 ) -> None:
     """MODIFY column ``name`` of ``table`` from its reported definition."""
-    create = execute(conn, f"SHOW CREATE TABLE {quote(conn, table)}").one()[1]
+    create = tuple(execute(conn, f"SHOW CREATE TABLE {quote(conn, table)}").one())[1]
     current = column_definition(str(create), name)
     changed = modified_definition(current, type_sql=type_sql, nullable=nullable, default=default)
     if type_sql is not None:

@@ -262,6 +262,13 @@ def plan_rebuild(
         new = parse_table(new_sql)
     except DefinitionUnreadable as exc:
         raise Refused(f"the changed definition of table {old.name} is unreadable: {exc}") from exc
+    alias = old.rowid_alias()
+    if alias is not None and new.column(alias) is not None and new.rowid_alias() is None:
+        raise Refused(
+            f"column {alias} of {old.name} is the table's rowid (INTEGER PRIMARY KEY); changed "
+            "so, it would stop being the rowid and new rows would get no key. SQLite's INTEGER "
+            "already holds 64 bits: use BigInteger().with_variant(Integer(), 'sqlite')"
+        )
     temporary = REBUILD_PREFIX + old.name
     create = new_sql[: new.name_span.start] + quote_name(temporary) + new_sql[new.name_span.end :]
     shared = [

@@ -158,8 +158,7 @@ def test_a_type_change_plans_a_check_that_every_value_converted() -> None:
     plan = plan_rebuild(old, alter_column(old, "v", type_sql="INTEGER"), [])
     checks = [check.sql for check in plan.checks]
     assert (
-        'SELECT count(*) FROM "main"."_zos_rebuild_t" WHERE typeof("v") IN (\'text\', \'blob\')'
-        in checks
+        "SELECT count(*) FROM \"_zos_rebuild_t\" WHERE typeof(\"v\") IN ('text', 'blob')" in checks
     )
     assert any("quote(" in sql for sql in checks)  # and that each value comes back the same
 

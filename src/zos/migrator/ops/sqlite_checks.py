@@ -40,7 +40,7 @@ _NUMBER_WORDS = ("NUM", "DEC")
 
 
 def conversion_checks(
-    old: TableDefinition, new: TableDefinition, temporary: str, schema: str = "main"
+    old: TableDefinition, new: TableDefinition, temporary: str, schema: str | None = None
 ) -> list[Check]:
     """The checks that every value of a retyped column comes back the same from the copy.
 
@@ -49,9 +49,10 @@ def conversion_checks(
     or a number that became an exactly equal number (5 to 5.0, not 2**53 + 1 to a REAL) or
     the text of itself. In a column of INTEGER affinity, or a number type of NUMERIC affinity,
     a value left as text or blob (or as a fraction, for INTEGER) did not convert at all.
+    ``schema`` qualifies the table names.
     """
     checks = []
-    prefix = f"{quote_name(schema)}."
+    prefix = "" if schema is None else f"{quote_name(schema)}."
     source, target = prefix + quote_name(old.name), prefix + quote_name(temporary)
     for column in new.columns:
         before = old.column(column.name)

@@ -219,6 +219,42 @@ def test_sqlite_finds_temp_tables_and_schema_qualified_names_as_sqlite_does(
     assert result.exit_code == 0, result.stderr
 
 
+@SQLITE_ONLY
+def test_sqlite_main_qualified_name_changes_the_main_table_a_temp_table_hides(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE tt (a INT, b TEXT)", "INSERT INTO tt VALUES (1, 'm')")
+    body = (
+        "conn.exec_driver_sql('CREATE TEMP TABLE tt (a INT, b TEXT)')\n"
+        "conn.exec_driver_sql(\"INSERT INTO temp.tt VALUES (2, 't')\")\n"
+        "ops.alter_column(conn, 'main.tt', 'b', nullable=False)\n"
+        "assert conn.exec_driver_sql('SELECT a FROM temp.tt').all() == [(2,)]"
+    )
+    result = migrate(backend, make_migrations, body)
+    assert result.exit_code == 0, result.stderr
+    assert query(engine, "SELECT a, b FROM tt") == [(1, "m")]
+    assert query(engine, "SELECT name, \"notnull\" FROM pragma_table_info('tt')") == [
+        ("a", 0),
+        ("b", 1),
+    ]
+
+
+@SQLITE_ONLY
+def test_sqlite_a_rebuild_refuses_rather_than_make_a_temp_trigger_permanent(
+    backend: Backend, engine: Engine, make_migrations: MakeMigrations
+) -> None:
+    run(engine, "CREATE TABLE t (a INT, b TEXT)", "CREATE TABLE log (x INT)")
+    body = (
+        "conn.exec_driver_sql('CREATE TEMP TRIGGER tg AFTER INSERT ON t"
+        " BEGIN INSERT INTO log VALUES (NEW.a); END')\n"
+        "ops.alter_column(conn, 't', 'b', nullable=False)"
+    )
+    result = migrate(backend, make_migrations, body)
+    assert result.exit_code == 1
+    assert "temporary trigger tg" in result.stderr
+    assert query(engine, "SELECT name FROM sqlite_master WHERE type = 'trigger'") == []
+
+
 POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 

@@ -80,6 +80,21 @@ def _dependents(conn: Connection, table: str, schema: str = "main") -> list[plan
     return [plan.SchemaEntry(*map(str, row)) for row in rows]
 
 
+def _refuse_temp_triggers(conn: Connection, table: str) -> None:
+    """A TEMP trigger on a table of another schema is stored without the TEMP word and dies
+    with the table: re-created from its text it would become a permanent trigger."""
+    found = conn.exec_driver_sql(
+        "SELECT name FROM temp.sqlite_master WHERE type = 'trigger'"
+        " AND tbl_name = ? COLLATE NOCASE",
+        (table,),
+    ).first()
+    if found is not None:
+        raise Refused(
+            f"temporary trigger {found[0]} is on table {table}, which a rebuild would drop "
+            "with it; drop the trigger first and create it again after the change"
+        )
+
+
 def _qualifier(conn: Connection, schema: str, table: str) -> str | None:
     """The schema to write before the names of a change to ``table``, or None where the bare
     name already finds it (main, with no temp table of that name to hide it)."""
@@ -109,6 +124,8 @@ def statements_for(
 ) -> plan.Rebuild:
     """What a rebuild of ``table`` with ``change`` applied would run, without running it."""
     schema, definition = locate(conn, table)
+    if schema != "temp":
+        _refuse_temp_triggers(conn, definition.name)
     sequence = None
     if any(c.autoincrement for column in definition.columns for c in column.find("PRIMARY")):
         sequence = conn.exec_driver_sql(

@@ -359,8 +359,9 @@ def test_sqlite_text_holding_dates_becomes_a_date_type(
         "ops.rename_column(conn, 'p%t', 'a%b', 'c%d')",
         "ops.add_check(conn, 'p%t', 'ck', 'z > 0')",
         "ops.drop_column(conn, 'p%t', 'a%b')",
+        "from sqlalchemy import Column\nops.add_column(conn, 'p%t', Column('n%m', Integer))",
     ],
-    ids=["alter", "rename", "add_check", "drop"],
+    ids=["alter", "rename", "add_check", "drop", "add"],
 )
 def test_a_table_and_column_whose_names_hold_a_percent_sign_can_be_changed(
     backend: Backend, engine: Engine, make_migrations: MakeMigrations, change: str

@@ -27,7 +27,7 @@ DEFAULTS = {
 }
 VALUES = {
     "INT": st.integers(-100, 100),
-    "VARCHAR(10)": st.sampled_from(["", "a:b", "100%", "it's", "12"]),
+    "VARCHAR(10)": st.sampled_from(["", "a:b", "100%", "it's", "12", "007", " 12", "ab   "]),
     "VARCHAR(40)": st.sampled_from(["abcdefghijklmno", ":name", "%s", "7"]),
     "TEXT": st.sampled_from(["x", "{}", "3"]),
     "NUMERIC(8, 2)": st.sampled_from(["1.25", "3.00", "-2.50"]),
@@ -88,10 +88,12 @@ def values(conn: Connection) -> list[tuple[Any, ...]]:
 
 
 def same_value(old: Any, new: Any) -> bool:
-    """Whether a converted value stands for the same value: equal as numbers when both read
-    as numbers ('007' and 7), otherwise equal as text."""
+    """Whether a converted value comes back the same: equal as numbers when both were
+    numbers (3.00 and 3), otherwise equal as text ('12' and 12, never '007' and 7)."""
     if old is None or new is None:
         return old is new
+    if isinstance(old, str) or isinstance(new, str):
+        return str(old) == str(new)
     try:
         return Decimal(str(old)) == Decimal(str(new))
     except InvalidOperation:

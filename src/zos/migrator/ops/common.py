@@ -40,7 +40,13 @@ def backend(conn: Connection) -> str:
 
 
 def quote(conn: Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote(name)
+    """``name`` as an identifier for text sent by ``execute``: quoted where SQLAlchemy would
+    quote it, but with no ``%`` doubled (SQLAlchemy's quoting doubles it for drivers with
+    format placeholders, which only placeholder processing would undo)."""
+    if conn.dialect.identifier_preparer.quote(name) == name:
+        return name
+    mark = "`" if backend(conn) == "mysql" else '"'
+    return mark + name.replace(mark, mark + mark) + mark
 
 
 def quote_all(conn: Connection, names: list[str]) -> str:

@@ -65,7 +65,10 @@ def add_column(conn: Connection, table: str, column: Column[Any]) -> None:
         return
     # SQLAlchemy doubles "%" in what it compiles for drivers with format placeholders
     # (psycopg, pymysql); sent with the driver's placeholder processing, it is undone.
-    conn.exec_driver_sql(f"ALTER TABLE {quote(conn, table)} ADD COLUMN {definition}")
+    target = quote(conn, table)
+    if backend(conn) != "sqlite":
+        target = target.replace("%", "%%")
+    conn.exec_driver_sql(f"ALTER TABLE {target} ADD COLUMN {definition}")
 
 
 def drop_column(conn: Connection, table: str, name: str) -> None:
@@ -96,32 +99,35 @@ def drop_column(conn: Connection, table: str, name: str) -> None:
     _alter(conn, table, ", ".join(changes))
 
 
-# Views and triggers that read a column, as each server reports them. MariaDB lets a column a
-# view or trigger reads be dropped (leaving them broken), and PostgreSQL does not see inside a
-# trigger function; both are refused here, as on SQLite.
+# Views and triggers that may read a column, as each server reports them: every view and every
+# trigger, whichever table it is on (a trigger on another table may read or write this one).
+# MariaDB lets a column a view or trigger reads be dropped (leaving them broken), and PostgreSQL
+# does not see inside a trigger function; both are refused here, as on SQLite.
 _READERS = {
     "mysql": (
-        "SELECT 'view', TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
+        "SELECT 'view', TABLE_NAME, 0, VIEW_DEFINITION FROM information_schema.VIEWS"
         " WHERE TABLE_SCHEMA = DATABASE()"
-        " UNION ALL SELECT 'trigger', TRIGGER_NAME, ACTION_STATEMENT"
-        " FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
-        " AND EVENT_OBJECT_TABLE = %(table)s"
+        " UNION ALL SELECT 'trigger', TRIGGER_NAME, EVENT_OBJECT_TABLE = %(table)s,"
+        " ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
     ),
     "postgresql": (
-        "SELECT 'trigger', t.tgname, p.prosrc FROM pg_trigger t JOIN pg_proc p"
-        " ON p.oid = t.tgfoid WHERE t.tgrelid = to_regclass(%(quoted)s) AND NOT t.tgisinternal"
+        "SELECT 'trigger', t.tgname, t.tgrelid = to_regclass(%(quoted)s), p.prosrc"
+        " FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal"
     ),
 }
 
 
 def _refuse_if_read_elsewhere(conn: Connection, kind: str, table: str, name: str) -> None:
-    column = re.compile(rf"(?<![\w$]){re.escape(name)}(?![\w$])", re.IGNORECASE)
-    qualified = f"`{table}`.`{name}`".lower()
+    """Conservative: a view or trigger whose text names both the table (or that is on it) and
+    the column, through any alias, is taken to read the column."""
+    column, named = (
+        re.compile(rf"(?<![\w$]){re.escape(word)}(?![\w$])", re.IGNORECASE)
+        for word in (name, table)
+    )
     readers = conn.exec_driver_sql(_READERS[kind], {"table": table, "quoted": quote(conn, table)})
-    for what, reader, sql in readers:
+    for what, reader, on_table, sql in readers:
         text = str(sql or "")
-        reads = qualified in text.lower() if what == "view" else bool(column.search(text))
-        if reads:
+        if (on_table or named.search(text)) and column.search(text):
             raise Refused(
                 f"column {name} of {table} is used by {what} {reader}; drop or change the "
                 f"{what} first"

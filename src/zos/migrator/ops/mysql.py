@@ -18,6 +18,7 @@ _ATTRIBUTES = {
     "REFERENCES", "VIRTUAL", "PERSISTENT", "STORED", "COLUMN_FORMAT", "STORAGE", "SRID",
     "WITH", "WITHOUT", "COMPRESSED",
 }  # fmt: skip
+_CHARSET_WORDS = re.compile(r"\b(COLLATE|CHARACTER|CHARSET)\b", re.IGNORECASE)
 _TEXT_TYPES = re.compile(r"CHAR|TEXT|ENUM|SET\b", re.IGNORECASE)
 _TOKEN = re.compile(
     r"""\s+|'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`(?:[^`]|``)*`|[A-Za-z0-9_$.]+|.""",
@@ -124,7 +125,8 @@ def modified_definition(
         default = None  # a NOT NULL column cannot keep DEFAULT NULL; it had no other default
     if type_sql is not None:
         edits.append((*type_span, type_sql))
-        if not _TEXT_TYPES.search(type_sql):
+        # A new type of no text, or one naming its own charset or collation, replaces them.
+        if not _TEXT_TYPES.search(type_sql) or _CHARSET_WORDS.search(type_sql):
             edits += [(start - 1, end, "") for start, end in charset]  # with the space before
     if nullable is not None:
         wanted = "NULL" if nullable else "NOT NULL"
@@ -182,6 +184,9 @@ def _value_end(tokens: list[_Token], k: int) -> int:
         return _group_end(tokens, k)
     if tokens[k].text in ("-", "+"):
         return k + 1
+    following = tokens[k + 1] if k + 1 < len(tokens) else None
+    if following is not None and following.start == tokens[k].end and following.text[0] == "'":
+        return k + 1  # b'101', x'0A', _utf8mb4'text': a prefix written against its literal
     if k + 1 < len(tokens) and tokens[k + 1].text == "(":  # current_timestamp(6)
         return _group_end(tokens, k + 1)
     return k
@@ -197,7 +202,7 @@ def alter_column(
     default: str | Unchanged | None,
 ) -> None:
     """MODIFY column ``name`` of ``table`` from its reported definition."""
-    create = conn.exec_driver_sql(f"SHOW CREATE TABLE {quote(conn, table)}").one()[1]
+    create = tuple(execute(conn, f"SHOW CREATE TABLE {quote(conn, table)}").one())[1]
     current = column_definition(str(create), name)
     changed = modified_definition(current, type_sql=type_sql, nullable=nullable, default=default)
     if type_sql is not None:
@@ -208,12 +213,19 @@ def alter_column(
 def _refuse_lossy_conversion(
     conn: Connection, table: str, name: str, old_type: str, type_sql: str
 ) -> None:
-    """Refuse a type change that would round or cut a value: MariaDB rounds DECIMAL 3.75 to
-    INT 4 with only a note, even in strict mode. Each value is stored in a temporary table in
-    both types (strict mode, so what cannot be stored fails there) and the two compared.
-    Creating and dropping a TEMPORARY table does not commit (MariaDB: implicit commit)."""
+    """Refuse a type change that would round, cut or reformat a value: MariaDB rounds DECIMAL
+    3.75 to INT 4 with only a note, even in strict mode, reads '007' as 7 and drops CHAR's
+    trailing spaces. Each value is stored in a temporary table in the new type and back in the
+    old one (strict mode, so what cannot be stored fails there), and the two old-type values
+    compared as bytes: ``<=>`` would compare '007' and 7 as numbers, and 'ab' and 'ab   '
+    with padding. Creating and dropping a TEMPORARY table does not commit (MariaDB: implicit
+    commit)."""
     scratch = quote(conn, "_zos_conversion_check")
-    execute(conn, f"CREATE TEMPORARY TABLE {scratch} (old_value {old_type}, new_value {type_sql})")
+    execute(
+        conn,
+        f"CREATE TEMPORARY TABLE {scratch}"
+        f" (old_value {old_type}, new_value {type_sql}, back_value {old_type})",
+    )
     mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar()
     try:
         execute(conn, "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')")
@@ -223,8 +235,11 @@ def _refuse_lossy_conversion(
             f"INSERT INTO {scratch} (old_value, new_value)"
             f" SELECT {column}, {column} FROM {quote(conn, table)}",
         )
+        execute(conn, f"UPDATE {scratch} SET back_value = new_value")
         changed = execute(
-            conn, f"SELECT count(*) FROM {scratch} WHERE NOT (old_value <=> new_value)"
+            conn,
+            f"SELECT count(*) FROM {scratch}"
+            " WHERE NOT (CAST(old_value AS BINARY) <=> CAST(back_value AS BINARY))",
         ).scalar()
     finally:
         conn.exec_driver_sql("SET SESSION sql_mode = %(mode)s", {"mode": mode})

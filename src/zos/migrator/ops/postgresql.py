@@ -4,9 +4,13 @@ which may truncate) is written only where no assignment cast exists, after that 
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Connection, exc
 
 from zos.migrator.ops.common import UNCHANGED, Refused, Unchanged, execute, quote
+
+_COLLATE = re.compile(r"\s+COLLATE\s+", re.IGNORECASE)
 
 
 def alter_column(
@@ -26,8 +30,10 @@ def alter_column(
     column = quote(conn, name)
     target = f"ALTER COLUMN {column}"
     changes = []
-    if type_sql is not None:
-        _refuse_lossy_conversion(conn, table, name, type_sql)
+    # A collation is part of the column, not of the type a CAST takes.
+    cast_type = None if type_sql is None else _COLLATE.split(type_sql, maxsplit=1)[0]
+    if type_sql is not None and cast_type is not None:
+        _refuse_lossy_conversion(conn, table, name, cast_type)
         if not isinstance(default, Unchanged):
             # The old default may not cast to the new type; it is being replaced anyway.
             changes.append(f"{target} DROP DEFAULT")
@@ -52,7 +58,7 @@ def alter_column(
             raise
         # No assignment cast exists (text to integer, say). The round trip above proved that
         # the explicit cast changes no value, so it may be written out.
-        using = f"{target} TYPE {type_sql} USING CAST({column} AS {type_sql})"
+        using = f"{target} TYPE {type_sql} USING CAST({column} AS {cast_type})"
         try:
             with conn.begin_nested():
                 execute(conn, statement.replace(f"{target} TYPE {type_sql}", using, 1))
@@ -71,7 +77,7 @@ def _refuse_unconvertible_default(name: str, type_sql: str, error: exc.Programmi
 
 def _refuse_lossy_conversion(conn: Connection, table: str, name: str, type_sql: str) -> None:
     """Count the values that a cast to ``type_sql`` and back would change; compared in the old
-    type where it has equality, otherwise (json) in the new one."""
+    type where it has equality, otherwise, and always for a JSON target, in the new one."""
     column, where = quote(conn, name), quote(conn, table)
     old_type = conn.exec_driver_sql(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -87,12 +93,17 @@ def _refuse_lossy_conversion(conn: Connection, table: str, name: str, type_sql: 
         f"SELECT count(*) FROM {where} WHERE {column} IS NOT NULL"
         f" AND CAST({there_and_back} AS {type_sql}) IS DISTINCT FROM CAST({column} AS {type_sql})",
     ]
+    if type_sql.strip().upper() in ("JSON", "JSONB"):
+        # jsonb stores a document, not its text (whitespace, key order): what must survive is
+        # the JSON value, so the comparison is jsonb equality. Text that is no JSON fails the
+        # cast itself.
+        queries = queries[1:]
     for query in queries:
         try:
             with conn.begin_nested():
                 changed = execute(conn, query).scalar()
         except exc.ProgrammingError as error:
-            if "operator does not exist" in str(error) and query is queries[0]:
+            if "operator does not exist" in str(error) and query is queries[0] and queries[1:]:
                 continue  # no equality in the old type: compare in the new one
             raise
         if changed:

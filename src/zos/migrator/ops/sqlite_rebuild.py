@@ -114,6 +114,11 @@ def alter_column(
     counted = any(c.autoincrement for c in column.find("PRIMARY"))
     if counted and type_sql is not None and type_sql.upper() != "INTEGER":
         raise Refused(f"column {name} is AUTOINCREMENT, which SQLite allows on INTEGER only")
+    if type_sql is not None and any(
+        t.upper == "COLLATE" for t in tokenize(type_sql) if t.kind not in ("space", "comment")
+    ):
+        # The collation asked for with the type replaces the column's own (the first wins).
+        edits += [(_with_space_before(table, c.span), "") for c in column.find("COLLATE")]
     if type_sql is not None and type_sql != column.type_text:
         if column.type_span is not None:
             edits.append((column.type_span, type_sql))
@@ -244,6 +249,7 @@ def plan_rebuild(
     dropped_indexes: frozenset[str] = frozenset(),
     sequence: int | None = None,
     legacy_alter_table: bool = False,
+    schema: str | None = None,
 ) -> Rebuild:
     """The statements that rebuild ``old`` as ``new_sql`` keeping every row and rowid.
 
@@ -257,8 +263,23 @@ def plan_rebuild(
         new = parse_table(new_sql)
     except DefinitionUnreadable as exc:
         raise Refused(f"the changed definition of table {old.name} is unreadable: {exc}") from exc
+    alias = old.rowid_alias()
+    if alias is not None and new.column(alias) is not None and new.rowid_alias() is None:
+        raise Refused(
+            f"column {alias} of {old.name} is the table's rowid (INTEGER PRIMARY KEY); changed "
+            "so, it would stop being the rowid and new rows would get no key. SQLite's INTEGER "
+            "already holds 64 bits: use BigInteger().with_variant(Integer(), 'sqlite')"
+        )
     temporary = REBUILD_PREFIX + old.name
-    create = new_sql[: new.name_span.start] + quote_name(temporary) + new_sql[new.name_span.end :]
+    # Names qualified with the table's schema ("main", "temp"): unqualified, SQLite would look
+    # in temp first, and CREATE TABLE would make the copy in main.
+    prefix = "" if schema is None else f"{quote_name(schema)}."
+    create = (
+        new_sql[: new.name_span.start]
+        + prefix
+        + quote_name(temporary)
+        + new_sql[new.name_span.end :]
+    )
     shared = [
         c.name
         for c in new.columns
@@ -271,13 +292,13 @@ def plan_rebuild(
             raise Refused(f"table {old.name}'s rowids cannot be copied: columns hide every name")
         copied.insert(0, rowid)
     listed = ", ".join(copied)
-    source, target = quote_name(old.name), quote_name(temporary)
+    source, target = prefix + quote_name(old.name), prefix + quote_name(temporary)
     before = (create, f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {source}")
-    after = [f"DROP TABLE {quote_name(old.name)}"]
+    after = [f"DROP TABLE {source}"]
     # The modern rename re-checks every view and trigger, and one naming the table would fail
     # while it is gone; the legacy rename leaves them (and the children's REFERENCES) alone.
     after.append("PRAGMA legacy_alter_table = ON")
-    after.append(f"ALTER TABLE {quote_name(temporary)} RENAME TO {quote_name(old.name)}")
+    after.append(f"ALTER TABLE {target} RENAME TO {quote_name(old.name)}")
     after.append(f"PRAGMA legacy_alter_table = {'ON' if legacy_alter_table else 'OFF'}")
     after += [
         entry.sql
@@ -288,7 +309,9 @@ def plan_rebuild(
         # The copy set the counter to the highest rowid copied (or 0 for none); the old value
         # may be higher (deleted rows), or absent.
         literal = "'" + old.name.replace("'", "''") + "'"
-        after.append(f"DELETE FROM sqlite_sequence WHERE name = {literal}")
+        after.append(f"DELETE FROM {prefix}sqlite_sequence WHERE name = {literal}")
         if sequence is not None:
-            after.append(f"INSERT INTO sqlite_sequence (name, seq) VALUES ({literal}, {sequence})")
-    return Rebuild(before, tuple(conversion_checks(old, new, temporary)), tuple(after))
+            after.append(
+                f"INSERT INTO {prefix}sqlite_sequence (name, seq) VALUES ({literal}, {sequence})"
+            )
+    return Rebuild(before, tuple(conversion_checks(old, new, temporary, schema)), tuple(after))

@@ -315,3 +315,38 @@ def test_a_runner_whose_lock_session_is_killed_fails_in_one_line(
     again = run_zos("db", "migrate", env=backend.env(folder))
     assert again.returncode == 0, again.stderr
     assert states(backend) == {1: "applied", 2: "applied", 3: "applied"}
+
+
+SESSION_LEAKS = {
+    # A common PostgreSQL idiom: create a schema and work in it.
+    "search_path": (
+        "conn.execute(text('CREATE SCHEMA app'))\n"
+        "conn.execute(text('SET search_path TO app'))\n"
+        "conn.execute(text('CREATE TABLE x (a int)'))"
+    ),
+    "read_only_session": (
+        "conn.execute(text('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'))"
+    ),
+}
+
+
+@pytest.mark.parametrize("leak", sorted(SESSION_LEAKS))
+def test_a_session_setting_made_by_one_migration_never_fails_another_or_the_record(
+    postgresql_backend: Backend, make_migrations: MakeMigrations, leak: str
+) -> None:
+    """Today: search_path -> "Error: database error on …: relation "_schema_version" does not
+    exist" (the runner's own record fails, naming no migration); read-only -> "002_b.py failed:
+    cannot execute CREATE TABLE in a read-only transaction", blaming 002 for 001's setting."""
+    backend = postgresql_backend
+    folder = make_migrations(
+        {
+            "001_a.py": migration(1, "A", SESSION_LEAKS[leak]),
+            "002_b.py": migration(2, "B", "conn.execute(text('CREATE TABLE y (a int)'))"),
+        }
+    )
+    result = run_zos("db", "migrate", "--no-backup", env=backend.env(folder))
+    if result.returncode == 0:
+        assert states(backend) == {1: "applied", 2: "applied"}
+        return
+    # If it fails, the line names the migration whose code caused it.
+    assert one_error_line(result.stderr).startswith("Error: 001_a.py failed: "), result.stderr

@@ -405,3 +405,25 @@ def test_a_backfill_batch_that_commits_itself_is_not_run_twice(
     finally:
         engine.dispose()
     assert counts == {1: 10}, (line, counts)
+
+
+@pytest.mark.parametrize(
+    "door",
+    [
+        "conn.connection.cursor().execute('COMMIT')",
+        "conn.connection.driver_connection.execute('COMMIT')",
+    ],
+    ids=["raw-cursor", "psycopg-connection-execute"],
+)
+def test_a_dry_run_never_says_nothing_was_changed_when_a_migration_committed(
+    rehearsing_backend: Backend, make_migrations: MakeMigrations, door: str
+) -> None:
+    """PostgreSQL today: first_half is created for good, the header still says "nothing was
+    changed", and the next real run fails on "already exists"."""
+    backend = rehearsing_backend
+    body = f"conn.execute(text('CREATE TABLE first_half (id INTEGER)'))\n{door}"
+    folder = make_migrations({"001_a.py": migration(1, "A", body)})
+    result = run_zos("db", "migrate", "--dry-run", env=backend.env(folder))
+    assert result.returncode == 1
+    if "first_half" in tables(backend):
+        assert "nothing was changed" not in result.stdout, result.stdout

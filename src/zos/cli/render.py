@@ -128,7 +128,13 @@ def dry_run(rehearsal: DryRun) -> None:
         "rollback": f"{rehearsal.database}, in a transaction that is rolled back",
         "plan": rehearsal.database,
     }[rehearsal.how]
-    click.echo(f"Dry run on {where}; nothing was changed.")
+    if rehearsal.changed:
+        click.echo(
+            f"Dry run on {where}; THE DATABASE MAY HAVE BEEN CHANGED: a migration committed "
+            "part of its work itself (see below)."
+        )
+    else:
+        click.echo(f"Dry run on {where}; nothing was changed.")
     if not rehearsal.results:
         click.echo(f"Database already at version {rehearsal.from_version}; nothing to do")
         return
@@ -151,7 +157,11 @@ def dry_run(rehearsal: DryRun) -> None:
             "the migrations, run them on a copy of the database."
         )
     elif rehearsal.failed:
-        click.echo("The rehearsal failed; the real run would stop at that migration.", err=True)
+        failed = next(result for result in rehearsal.results if result.error)
+        click.echo(
+            f"Error: the rehearsal of {failed.version:03d} failed; the real run would stop there",
+            err=True,
+        )
 
 
 def backup_made(made: Backup | str, database: Path | None) -> None:

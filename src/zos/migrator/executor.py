@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, exc
 
-from zos.database import first_line
 from zos.errors import Interrupted, MigrationFailed, ZosError
 from zos.migrator import recorder
 from zos.migrator.dialects.base import MAYBE_COMMITTED, ROLLED_BACK, Dialect, RunLock
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.events import EventCallback, EventKind, MigrationEvent
-from zos.migrator.guard import owned_transaction
+from zos.migrator.guard import failure_reason, owned_transaction
 from zos.migrator.interrupts import Interrupts
 from zos.migrator.records import State
 
@@ -41,14 +40,7 @@ class BodyFailed(Exception):
 
     @property
     def reason(self) -> str:
-        error = self.error
-        if isinstance(error, exc.DBAPIError):
-            return first_line(error.orig)
-        if isinstance(error, SystemExit):
-            return f"it called sys.exit({error.code!r})"
-        if not isinstance(error, Exception):
-            return f"it raised {type(error).__name__}" + (f": {error}" if str(error) else "")
-        return first_line(error)
+        return failure_reason(self.error)
 
 
 @dataclass(frozen=True)

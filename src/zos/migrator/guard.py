@@ -16,6 +16,21 @@ from typing import Any
 from sqlalchemy import Connection, event
 
 
+def failure_reason(error: BaseException) -> str:
+    """One line for what a migration's code raised: the driver's first line, or what it did."""
+    from sqlalchemy import exc
+
+    from zos.database import first_line
+
+    if isinstance(error, exc.DBAPIError):
+        return first_line(error.orig)
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    if not isinstance(error, Exception):
+        return f"it raised {type(error).__name__}" + (f": {error}" if str(error) else "")
+    return first_line(error)
+
+
 class TransactionEscape(RuntimeError):
     """A migration's body tried to end or leave the transaction the runner gave it."""
 

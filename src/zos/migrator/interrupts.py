@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Set once a run was interrupted: the process is on its way out, and a second Ctrl-C during
+# the clean-up and the last line must not cut them short (see zos.__main__).
+stopping = False
 
 
 class RunInterrupted(BaseException):
@@ -68,6 +71,8 @@ class Interrupts:
             self.installed_here = False
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        global stopping
+        stopping = True
         if self.signum is None:
             self.signum = signum
         if self._interruptible and not self._raised:

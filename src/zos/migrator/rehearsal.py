@@ -5,6 +5,7 @@ back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,12 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 
-from zos.database import first_line
 from zos.migrator.backfill import end_key, start_key
-from zos.migrator.dialects import Dialect
+from zos.migrator.dialects import Dialect, Watch
+from zos.migrator.dialects.base import MAYBE_COMMITTED
 from zos.migrator.discovery import LoadedMigration
-from zos.migrator.guard import owned_transaction
+from zos.migrator.guard import failure_reason, owned_transaction
+from zos.migrator.interrupts import Interrupts, RunInterrupted
 from zos.snapshot import sqlite_copy
 
 __all__ = ["RehearsedMigration", "rehearse", "sqlite_copy"]
@@ -33,10 +35,18 @@ class RehearsedMigration:
     statements: tuple[str, ...] = ()
     error: str | None = None
     not_run: str | None = None
+    # It escaped the rehearsal's transaction through a door only noticed afterwards, so part
+    # of it may have been committed for good.
+    changed_database: bool = False
 
 
 def rehearse(
-    conn: Connection, dialect: Dialect, pending: list[LoadedMigration], *, adopting: bool
+    conn: Connection,
+    dialect: Dialect,
+    pending: list[LoadedMigration],
+    *,
+    adopting: bool,
+    interrupts: Interrupts,
 ) -> list[RehearsedMigration]:
     """Run ``pending`` inside one transaction on ``conn`` and roll it all back.
 
@@ -47,7 +57,7 @@ def rehearse(
     suspended and checked as the real run does.
     """
     with dialect.foreign_keys_suspended(conn):
-        return _rehearse(conn, dialect, pending, adopting=adopting)
+        return _rehearse(conn, dialect, pending, adopting=adopting, interrupts=interrupts)
 
 
 def _rehearse(
@@ -56,6 +66,7 @@ def _rehearse(
     pending: list[LoadedMigration],
     *,
     adopting: bool,
+    interrupts: Interrupts,
 ) -> list[RehearsedMigration]:
     results: list[RehearsedMigration] = []
     engine = conn.engine
@@ -63,55 +74,84 @@ def _rehearse(
         identity = dialect.transaction_identity(conn)
         for migration in pending:
             version, description = migration.script.version, migration.description
-            adopting = adopting and migration.check is not None and migration.check(conn)
-            if adopting:
-                results.append(
-                    RehearsedMigration(
-                        version, description, not_run="already present; would be adopted"
-                    )
-                )
-                continue
-            if not migration.transactional:
-                results.append(
-                    RehearsedMigration(
-                        version, description, not_run="runs outside a transaction; not rehearsed"
-                    )
-                )
-                continue
             started = time.monotonic()
             statements: list[str] = []
             try:
-                with (
-                    _capture(conn, statements),
-                    dialect.watch(conn) as watch,
-                    owned_transaction(conn),
-                ):
-                    _run_whole(conn, migration)
-                left = dialect.left_transaction(engine, conn, identity, failed=False)
-                if left is not None:
-                    raise RuntimeError(
-                        f"it left the rehearsal's transaction ({left}); the database may be changed"
+                check = migration.check
+                if adopting and check is not None:
+                    present: list[bool] = []
+                    with _guarded(conn, dialect, interrupts):
+                        present.append(bool(check(conn)))
+                    _still_in(dialect, conn, identity)
+                    adopting = present[0]
+                else:
+                    adopting = False
+                if adopting:
+                    results.append(
+                        RehearsedMigration(
+                            version, description, not_run="already present; would be adopted"
+                        )
                     )
+                    continue
+                if not migration.transactional:
+                    results.append(
+                        RehearsedMigration(
+                            version,
+                            description,
+                            not_run="runs outside a transaction; not rehearsed",
+                        )
+                    )
+                    continue
+                with _capture(conn, statements), _guarded(conn, dialect, interrupts) as watch:
+                    _run_whole(conn, migration)
+                _still_in(dialect, conn, identity)
                 broken = dialect.broken_foreign_keys(conn, watch)
                 if broken:
                     raise RuntimeError(broken)
-            except Exception as error:
-                orig = getattr(error, "orig", None) or error
+            except BaseException as error:  # a migration's code may raise anything at all
+                signum = interrupts.as_interruption(error)
+                if signum is not None:
+                    raise RunInterrupted(signum) from error
+                left = None
+                with contextlib.suppress(Exception):
+                    left = dialect.left_transaction(engine, conn, identity, failed=True)
                 results.append(
                     RehearsedMigration(
                         version,
                         description,
                         _ms(started),
                         tuple(statements),
-                        error=first_line(orig),
+                        error=failure_reason(error),
+                        changed_database=left == MAYBE_COMMITTED,
                     )
                 )
                 break
             results.append(
                 RehearsedMigration(version, description, _ms(started), tuple(statements))
             )
-        transaction.rollback()
+        with contextlib.suppress(Exception):
+            transaction.rollback()
     return results
+
+
+@contextmanager
+def _guarded(conn: Connection, dialect: Dialect, interrupts: Interrupts) -> Iterator[Watch]:
+    """A migration's code under the real run's discipline, stoppable by a signal."""
+    engine = conn.engine
+    with (
+        dialect.watch(conn) as watch,
+        owned_transaction(conn),
+        interrupts.interruptible(lambda: dialect.cancel(engine, conn)),
+    ):
+        yield watch
+
+
+def _still_in(dialect: Dialect, conn: Connection, identity: object) -> None:
+    left = dialect.left_transaction(conn.engine, conn, identity, failed=False)
+    if left is not None:
+        raise RuntimeError(
+            "it ended the rehearsal's transaction (a COMMIT or ROLLBACK reached the database)"
+        )
 
 
 def _run_whole(conn: Connection, migration: LoadedMigration) -> None:

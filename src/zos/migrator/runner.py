@@ -6,6 +6,7 @@ discovery -> lock -> re-read applied -> plan -> load pending -> execute. Prints 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,11 @@ class DryRun:
     @property
     def failed(self) -> bool:
         return any(result.error for result in self.results)
+
+    @property
+    def changed(self) -> bool:
+        """A migration escaped the rehearsal's transaction: the database may be changed."""
+        return any(result.changed_database for result in self.results)
 
 
 def run_migrations(
@@ -133,8 +139,6 @@ def _apply_all(executor: Executor, pending: list[LoadedMigration], *, adopting: 
 
 
 def _interrupted_between(stop: RunInterrupted, version: int | None) -> str:
-    import signal
-
     name = signal.Signals(stop.signum).name
     if version is None:
         return f"interrupted by {name} before any migration ran; nothing was changed"
@@ -225,21 +229,33 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     db = resolve_target(settings, migrate=True)
     scripts = _discover(settings)
     dialect = dialect_for(db)
+    running = read_history(settings).running
+    if running:
+        # Its migrations are half-way: a rehearsal would wait behind them or misread them.
+        raise RunInProgress(
+            f"a migration run is in progress ({running}); rehearse once it has finished"
+        )
+    interrupts = Interrupts()
     try:
-        with Interrupts().installed():
+        with interrupts.installed():
             if db.sqlite_path is not None:
                 with sqlite_copy(db.sqlite_path) as copy:
                     plan, pending, results = _rehearse_on(
-                        settings, sqlite_url(copy), db, dialect, scripts, target
+                        settings, sqlite_url(copy), db, dialect, scripts, target, interrupts
                     )
                 how = "copy"
             else:
                 how = "rollback" if dialect.transactional_ddl else "plan"
                 plan, pending, results = _rehearse_on(
-                    settings, None, db, dialect, scripts, target, run=how == "rollback"
+                    settings, None, db, dialect, scripts, target, interrupts, run=how == "rollback"
                 )
     except RunInterrupted as stop:
-        raise Interrupted(_interrupted_between(stop, None), stop.signum) from None
+        name = signal.Signals(stop.signum).name
+        raise Interrupted(
+            f"interrupted by {name} during the rehearsal; it was rolled back and nothing was "
+            "changed",
+            stop.signum,
+        ) from None
     to_version = max((m.script.version for m in pending), default=plan.current_version)
     return DryRun(db.display, plan.current_version, to_version, how, tuple(results))
 
@@ -251,6 +267,7 @@ def _rehearse_on(
     dialect: Dialect,
     scripts: list[MigrationScript],
     target: int | None,
+    interrupts: Interrupts,
     *,
     run: bool = True,
 ) -> tuple[Plan, list[LoadedMigration], list[RehearsedMigration]]:
@@ -267,7 +284,11 @@ def _rehearse_on(
                     pending,
                     [RehearsedMigration(m.script.version, m.description) for m in pending],
                 )
-            return plan, pending, rehearse(conn, dialect, pending, adopting=not plan.applied)
+            return (
+                plan,
+                pending,
+                rehearse(conn, dialect, pending, adopting=not plan.applied, interrupts=interrupts),
+            )
     finally:
         engine.dispose()
 

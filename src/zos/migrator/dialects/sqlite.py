@@ -170,9 +170,10 @@ class SqliteDialect:
         try:
             yield
         finally:
-            with contextlib.suppress(sqlite3.Error):
-                if not conn.invalidated and not conn.closed:
-                    _pragma(conn, "foreign_keys = ON")
+            driver = _usable_driver(conn)
+            if driver is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    driver.execute("PRAGMA foreign_keys = ON")
 
     @contextlib.contextmanager
     def watch(self, conn: Connection) -> Iterator[_SqliteWatch]:
@@ -256,10 +257,11 @@ class SqliteDialect:
         try:
             yield
         finally:
-            if not conn.invalidated and not conn.closed and not conn.in_transaction():
+            driver = _usable_driver(conn)
+            if driver is not None and not conn.in_transaction():
                 with contextlib.suppress(sqlite3.Error):
-                    _pragma(conn, "wal_checkpoint(PASSIVE)")
-                    _pragma(conn, "synchronous = FULL")
+                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    driver.execute("PRAGMA synchronous = FULL")
             if self.database is not None:
                 sync_files(self.database)
 
@@ -299,6 +301,19 @@ def _driver(conn: Connection) -> sqlite3.Connection:
     driver = conn.connection.dbapi_connection
     assert isinstance(driver, sqlite3.Connection)
     return driver
+
+
+def _usable_driver(conn: Connection) -> sqlite3.Connection | None:
+    """The driver's connection, or None when the migration closed or invalidated it."""
+    if conn.invalidated or conn.closed:
+        return None
+    try:
+        driver = conn.connection.dbapi_connection
+        if isinstance(driver, sqlite3.Connection) and driver.in_transaction in (True, False):
+            return driver
+    except Exception:  # sqlite3.ProgrammingError when closed; SQLAlchemy's when invalidated
+        return None
+    return None
 
 
 def _pragma(conn: Connection, pragma: str) -> None:

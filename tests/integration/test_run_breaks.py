@@ -312,7 +312,7 @@ def test_a_runner_whose_lock_session_is_killed_fails_in_one_line(
             process.communicate()
     assert code == 1
     one_error_line(err)  # today: a PendingRollbackError traceback
-    again = run_zos("db", "migrate", env=backend.env(folder))
+    again = run_zos("db", "migrate", env=backend.env(folder) | {"ZOS_TEST_MARK": str(mark)})
     assert again.returncode == 0, again.stderr
     assert states(backend) == {1: "applied", 2: "applied", 3: "applied"}
 

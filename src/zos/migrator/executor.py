@@ -134,6 +134,7 @@ class Executor:
                 body()
             if _broken(conn):
                 raise RuntimeError("upgrade() closed or invalidated the connection zos runs it on")
+            self.dialect.restore_session(conn)
             if in_transaction:
                 left = self.dialect.left_transaction(self.engine, conn, identity, failed=False)
                 if left is not None:
@@ -203,6 +204,8 @@ class Executor:
         transaction = self.conn.begin()
         try:
             yield self.conn
+            # Never commit without the run lock: its session may have ended under the run.
+            self.lock.ensure_held()
         except BaseException:
             rollback_quietly(self.conn)
             raise

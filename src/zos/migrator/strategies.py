@@ -15,6 +15,7 @@ from typing import Any
 from zos.errors import MigrationHistoryError
 from zos.migrator import recorder
 from zos.migrator.backfill import count_between, next_high, start_key
+from zos.migrator.dialects.base import MAYBE_COMMITTED
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.events import EventKind
 from zos.migrator.executor import BodyFailed, Executor, elapsed_ms, rollback_quietly
@@ -105,15 +106,15 @@ def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
                 if high is None:
                     break
                 rows = count_between(conn, batches, low, high)
-                ex.run_body(migration, _batch(backfill, conn, low, high))
+                # The cursor moves first: the batch then runs in a transaction that has
+                # written, whose identity the escape check can compare.
                 recorder.advance_cursor(conn, cursor, high, rows)
+                ex.run_body(migration, _batch(backfill, conn, low, high))
         except BodyFailed as failed:
             rollback_quietly(conn)
-            kept = (
-                f"the batch of keys above {low!r} was rolled back, earlier batches are kept, "
-                "and the next 'zos db migrate' resumes from it"
+            raise ex.failure(migration, failed, _batch_state(ex, migration, failed, low)) from (
+                failed.error
             )
-            raise ex.failure(migration, failed, kept) from failed.error
         cursor = BackfillCursor(version, high, cursor.rows_done + rows)
         done = cursor.rows_done
         ex.emit(EventKind.PROGRESS, migration, rows_done=done, rows_total=max(total, done))
@@ -155,6 +156,24 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
             rollback_quietly(conn)
             raise ex.failure(migration, failed, _MARKED) from failed.error
     return BackfillCursor(version, None, 0)
+
+
+def _batch_state(ex: Executor, migration: LoadedMigration, failed: BodyFailed, low: Any) -> str:
+    """What a failed batch left; a batch that committed part of itself must not be resumed."""
+    if failed.left != MAYBE_COMMITTED:
+        return (
+            f"the batch of keys above {low!r} was rolled back, earlier batches are kept, and "
+            "the next 'zos db migrate' resumes from it"
+        )
+    version = migration.script.version
+    with ex.fresh_transaction() as conn:
+        recorder.drop_cursor(conn, version)
+    return (
+        f"the batch of keys above {low!r} committed part of its work itself, so it may be "
+        "partly applied; the backfill is marked unfinished and will not resume by itself: "
+        f"check its rows, then run 'zos db repair --applied {version}' or undo it and run "
+        f"'zos db repair --forget {version}'"
+    )
 
 
 def _batch(backfill: Any, conn: Any, low: Any, high: Any) -> Any:

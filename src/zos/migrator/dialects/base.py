@@ -102,6 +102,11 @@ class Dialect(Protocol):
         ``ROLLED_BACK`` or ``MAYBE_COMMITTED``: what became of it."""
         ...
 
+    def restore_session(self, conn: Connection) -> None:
+        """Undo what a migration's body set for the session (search path, defaults), so the
+        record and the next migration run with the session the runner began with."""
+        ...
+
     def run_holder(self, conn: Connection) -> str | None:
         """Who holds the run lock now, read without taking it; None when no run is on."""
         ...

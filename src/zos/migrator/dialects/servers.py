@@ -30,6 +30,13 @@ _PG_HOLDER = text(
 )
 
 
+LOCK_LOST = (
+    "the run lock's session ended during the run (the server or an operator closed it), so "
+    "another runner may have started; what was being applied was not recorded and the "
+    "migrations before it are; check 'zos db status', then run 'zos db migrate' again"
+)
+
+
 class _Watch:
     def might_orphan(self) -> bool:
         return False  # the servers enforce foreign keys on every statement
@@ -103,6 +110,11 @@ class PostgresDialect(ServerDialect):
             ).scalar()
         return MAYBE_COMMITTED if status == "committed" else ROLLED_BACK
 
+    def restore_session(self, conn: Connection) -> None:
+        # Inside the migration's transaction: a SET is rolled back with it, and RESET ALL goes
+        # back to the values the session started with (server, role, URL options).
+        conn.exec_driver_sql("RESET ALL")
+
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
 
@@ -149,19 +161,16 @@ class PostgresRunLock:
     def ensure_held(self) -> None:
         try:
             self._connection().execute(text("SELECT 1"))
-        except exc.DBAPIError as error:
-            raise LockTimeout(
-                "the run lock's connection was lost during the run, so another runner may "
-                "have started; the migrations applied so far are recorded"
-            ) from error
+        except exc.SQLAlchemyError as error:
+            raise LockTimeout(LOCK_LOST) from error
 
     def release(self) -> None:
         if self._conn is None:
             return
         conn, self._conn = self._conn, None
-        with contextlib.suppress(exc.DBAPIError):
+        with contextlib.suppress(exc.SQLAlchemyError):
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
-        with contextlib.suppress(exc.DBAPIError):
+        with contextlib.suppress(exc.SQLAlchemyError):
             conn.close()
 
 
@@ -190,15 +199,30 @@ class MySQLDialect(ServerDialect):
         return None
 
     def transaction_identity(self, conn: Connection) -> object:
-        return None  # the started marker covers whatever a migration commits
+        # InnoDB's id of the transaction, once it has written (a read-only one gets a stand-in
+        # id that changes at its first write); None when it cannot be seen, and then the
+        # started marker alone covers whatever a migration commits.
+        try:
+            return conn.exec_driver_sql(_MYSQL_TRX).scalar()
+        except exc.DBAPIError:
+            return None
 
     def left_transaction(
         self, engine: Engine, conn: Connection, identity: object, *, failed: bool
     ) -> str | None:
-        # Whatever a migration committed is covered by its started marker; only a connection
-        # it closed needs telling apart, so that the marker's update is not attempted on it.
         driver: Any = conn.connection.dbapi_connection
-        return None if driver is not None and driver.open else ROLLED_BACK
+        if driver is None or not driver.open:
+            return ROLLED_BACK  # closed: the server rolled back what it held
+        if identity is None:
+            return None
+        try:
+            now = conn.exec_driver_sql(_MYSQL_TRX).scalar()
+        except exc.DBAPIError:
+            return MAYBE_COMMITTED
+        return None if now == identity else MAYBE_COMMITTED
+
+    def restore_session(self, conn: Connection) -> None:
+        return None
 
     def run_holder(self, conn: Connection) -> str | None:
         return mysql_run_holder(conn)
@@ -207,6 +231,14 @@ class MySQLDialect(ServerDialect):
         driver: Any = conn.connection.dbapi_connection
         with engine.connect() as killer:
             killer.exec_driver_sql(f"KILL QUERY {int(driver.thread_id())}")
+
+
+# Where a MariaDB/MySQL run lock's holder writes who it is and what it is doing.
+MYSQL_HOLDER_TABLE = "_schema_lock"
+_MYSQL_TRX = (
+    "SELECT trx_id FROM information_schema.INNODB_TRX"
+    " WHERE trx_mysql_thread_id = CONNECTION_ID() AND trx_is_read_only = 0"
+)
 
 
 def mysql_lock_name(conn: Connection) -> str:
@@ -222,6 +254,7 @@ class MySQLRunLock:
         self.engine = engine
         self._conn: Connection | None = None
         self._name = ""
+        self._noted = False
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -234,6 +267,8 @@ class MySQLRunLock:
         conn = self._connection()
         got = conn.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": self._name}).scalar()
         conn.commit()
+        if got == 1:
+            self.note("")
         return got == 1
 
     def holder(self) -> str | None:
@@ -242,7 +277,21 @@ class MySQLRunLock:
         return found
 
     def note(self, activity: str) -> None:
-        return None  # status reads the started marker MariaDB/MySQL write for each migration
+        # MariaDB/MySQL have no application_name: the holder's words go in a row of their own,
+        # which status reads only while the lock says a run is on.
+        holder = f"{activity}, {this_process()}" if activity else this_process()
+        conn = self._connection()
+        if not self._noted:
+            conn.exec_driver_sql(
+                f"CREATE TABLE IF NOT EXISTS {MYSQL_HOLDER_TABLE}"
+                " (name VARCHAR(32) PRIMARY KEY, holder VARCHAR(255) NOT NULL)"
+            )
+            self._noted = True
+        conn.execute(
+            text(f"REPLACE INTO {MYSQL_HOLDER_TABLE} (name, holder) VALUES ('run', :h)"),
+            {"h": holder[:255]},
+        )
+        conn.commit()
 
     def ensure_held(self) -> None:
         conn = self._connection()
@@ -267,11 +316,11 @@ class MySQLRunLock:
         if self._conn is None:
             return
         conn, self._conn = self._conn, None
-        with contextlib.suppress(exc.DBAPIError):
+        with contextlib.suppress(exc.SQLAlchemyError):
             conn.rollback()
             conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self._name})
             conn.commit()
-        with contextlib.suppress(exc.DBAPIError):
+        with contextlib.suppress(exc.SQLAlchemyError):
             conn.close()
 
 
@@ -284,4 +333,11 @@ def mysql_run_holder(conn: Connection) -> str | None:
     host = conn.execute(
         text("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = :id"), {"id": who}
     ).scalar()
-    return f"connection {who}" + (f" from {host}" if host else "")
+    connection = f"connection {who}" + (f" from {host}" if host else "")
+    try:
+        holder = conn.execute(
+            text(f"SELECT holder FROM {MYSQL_HOLDER_TABLE} WHERE name = 'run'")
+        ).scalar()
+    except exc.DBAPIError:
+        return connection  # the holder has not written its words yet
+    return f"{holder}, {connection}" if holder else connection

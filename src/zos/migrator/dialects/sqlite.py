@@ -240,6 +240,9 @@ class SqliteDialect:
                 return MAYBE_COMMITTED
         return ROLLED_BACK
 
+    def restore_session(self, conn: Connection) -> None:
+        return None  # a migration's PRAGMAs are its own business; the runner sets what it needs
+
     def run_holder(self, conn: Connection) -> str | None:
         return None if self.database is None else probe_run_lock(self.database)
 

@@ -116,6 +116,7 @@ class Executor:
         body: Callable[[], None],
         *,
         in_transaction: bool = True,
+        batch: bool = False,
     ) -> None:
         """Run a migration's own code under the transaction discipline and the dialect's watch.
 
@@ -124,7 +125,9 @@ class Executor:
                 transaction it was given; ``left`` then says what became of that transaction.
         """
         conn = self.conn
-        identity = self.dialect.transaction_identity(conn) if in_transaction else None
+        # Where DDL commits at once, only a batch (data alone) can be told to have escaped.
+        watched = in_transaction and (batch or self.dialect.transactional_ddl)
+        identity = self.dialect.transaction_identity(conn) if watched else None
         try:
             with contextlib.ExitStack() as stack:
                 if in_transaction:

@@ -92,7 +92,7 @@ def run_migrations(
         ):
             dialect.prepare(conn)
             plan, pending = _prepare(conn, scripts, target)
-            if pending and backup and inspect(conn).get_table_names():
+            if pending and backup and _has_schema(conn):
                 _back_up(settings, db, plan.current_version, observe)
             conn.rollback()
             _record_current_checksums(conn, plan)
@@ -106,6 +106,11 @@ def run_migrations(
     finally:
         engine.dispose()
     return MigrateResult(db.display, plan.current_version, run[0].current_version, tuple(done))
+
+
+def _has_schema(conn: Connection) -> bool:
+    """Whether the database holds tables of its own, not only zos's bookkeeping."""
+    return any(not name.startswith("_schema_") for name in inspect(conn).get_table_names())
 
 
 def _record_current_checksums(conn: Connection, plan: Plan) -> None:

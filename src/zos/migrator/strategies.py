@@ -109,7 +109,7 @@ def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
                 # The cursor moves first: the batch then runs in a transaction that has
                 # written, whose identity the escape check can compare.
                 recorder.advance_cursor(conn, cursor, high, rows)
-                ex.run_body(migration, _batch(backfill, conn, low, high))
+                ex.run_body(migration, _batch(backfill, conn, low, high), batch=True)
         except BodyFailed as failed:
             rollback_quietly(conn)
             raise ex.failure(migration, failed, _batch_state(ex, migration, failed, low)) from (

@@ -100,12 +100,13 @@ def test_the_version_table_records_description_time_and_duration(
 ) -> None:
     before = datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)
     migrator.migrate(backend.settings(five_migrations(make_migrations)))
+    after = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)
     report = migrator.status(backend.settings(five_migrations(make_migrations)))
     rows = report.plan.applied
     assert [(r.version, r.description) for r in rows] == [
         (n, f"Create thing {n}") for n in range(1, 6)
     ]
-    assert all(before <= r.applied_at <= before + timedelta(minutes=1) for r in rows)
+    assert all(before <= r.applied_at <= after for r in rows)
     assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in rows)
 
 

@@ -247,9 +247,12 @@ def test_each_migration_prints_a_start_and_an_end_line_and_a_long_one_shows_it_i
     assert lines[0] == "  Applying 001: Quick …"
     assert re.fullmatch(r"  Applied 001: Quick \(\d+ ms\)", lines[1])
     assert lines[2] == "  Applying 002: Slow …"
-    assert re.fullmatch(r"  … 002 still running \(\d s\)", lines[3])
-    assert re.fullmatch(r"  Applied 002: Slow \(\d{4} ms\)", lines[4])
-    assert lines[5] == "Migrated from version 0 to 2"
+    # At least one heartbeat: a loaded machine may take long enough for a second one.
+    alive = lines[3:-2]
+    assert alive and all(re.fullmatch(r"  … 002 still running \(\d+ s\)", a) for a in alive)
+    applied = re.fullmatch(r"  Applied 002: Slow \((\d+) ms\)", lines[-2])
+    assert applied is not None and int(applied.group(1)) >= 2600
+    assert lines[-1] == "Migrated from version 0 to 2"
 
 
 # check

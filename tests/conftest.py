@@ -29,6 +29,18 @@ FIXTURES = Path(__file__).parent / "fixtures" / "migrations"
 REAL_MIGRATIONS = Path(__file__).parents[1] / "src" / "zos" / "migrations"
 
 
+# Modules whose tests start many processes or kill them at chosen instants: under pytest-xdist
+# (`--dist loadgroup`) they share one worker, so they never compete with each other for the CPU.
+_SERIAL_MODULES = frozenset({"test_faults", "test_concurrency", "test_backfill"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.split(".")[-1] in _SERIAL_MODULES:
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the caller's ZOS_* variables, ./config.yaml or ./data."""

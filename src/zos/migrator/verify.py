@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, create_engine, text
 
 from zos.config import Settings
 from zos.database import get_engine, resolve_target
@@ -69,8 +69,12 @@ def verify(
     settings: Settings,
     server_urls: Sequence[str] = (),
     on_check: Callable[[Check], None] = lambda _check: None,
+    *,
+    metadata: MetaData | None = None,
 ) -> VerifyReport:
     """Run every check on a temporary SQLite file and on a scratch database of each server URL.
+
+    The newest schema is compared with ``metadata`` (default: ``zos.database.metadata``).
 
     Raises:
         MigrationFileError: a migration file breaks the rules (nothing runs).
@@ -97,6 +101,7 @@ def verify(
         for url in [None, *server_urls]:
             with _scratch(url, work) as new_database:
                 run = _Run(settings, directory, scripts, factories, new_database, work, report)
+                run.metadata = metadata
                 run.all_checks()
     return VerifyReport(tuple(checks))
 
@@ -111,6 +116,7 @@ class _Run:
     work: Path
     report: Callable[[Check], None]
     backend: str = ""
+    metadata: MetaData | None = None
 
     def settings_for(self, url: str, directory: Path | None = None) -> Settings:
         return Settings(
@@ -155,7 +161,7 @@ class _Run:
             self.migrate(stepped, script.version)
         with self.connection(url) as conn:
             all_at_once = schema_of(conn)
-            problems = [f"the newest schema: {p}" for p in schema_problems(conn)]
+            problems = [f"the newest schema: {p}" for p in schema_problems(conn, self.metadata)]
         with self.connection(stepped) as conn:
             one_by_one = schema_of(conn)
         for table in sorted(set(all_at_once) | set(one_by_one)):
@@ -211,7 +217,7 @@ class _Run:
             connect=lambda: self.connection(url),
             run=lambda: self.migrate(url, script.version, planted),
             backend=self.backend,
-            transactional=self.backend != "mariadb",
+            transactional=self.backend != "mariadb" and _transactional(script),
         )
 
     def read(self, url: str, filled: Mapping[str, TableData]) -> dict[str, list[dict[str, Any]]]:
@@ -229,6 +235,13 @@ class _Run:
                 yield conn
         finally:
             engine.dispose()
+
+
+def _transactional(script: MigrationScript) -> bool:
+    """False for a ``TRANSACTIONAL = False`` migration, atomic on no backend by design."""
+    from zos.migrator.source import read_source
+
+    return read_source(script.path.read_bytes(), script.version, script.name).transactional
 
 
 def _factories(directory: Path) -> dict[str, Factory]:

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, event, inspect, text
 
 from zos.errors import ZosError
 from zos.migrator.discovery import MigrationScript
@@ -58,11 +58,15 @@ def schema_of(conn: Connection) -> dict[str, Any]:
     return tables
 
 
-def schema_problems(conn: Connection) -> list[str]:
-    """``zos db check``'s drift sentences between the database and ``zos.database.metadata``."""
-    from zos.database import metadata
+def schema_problems(conn: Connection, metadata: MetaData | None = None) -> list[str]:
+    """``zos db check``'s drift sentences between the database and ``metadata`` (default:
+    ``zos.database.metadata``)."""
     from zos.migrator.drift import find_drift
 
+    if metadata is None:
+        from zos.database import metadata as live
+
+        metadata = live
     return find_drift(conn, metadata)
 
 
@@ -228,7 +232,7 @@ def atomic_problems(
         f"{script.name}: not atomic: after a failure right after its last statement, tables "
         f"{', '.join(differences[:5])}{' …' if len(differences) > 5 else ''} differ from before"
     )
-    if transactional and script.path.read_text(encoding="utf-8").find("TRANSACTIONAL") < 0:
+    if transactional:
         return [what], []
     return [], [f"{what} ({backend} commits each of its {ddl[0]} DDL statements on its own)"]
 

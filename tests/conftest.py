@@ -19,6 +19,9 @@ from sqlalchemy.engine import make_url
 from zos.cli import cli
 from zos.config import Settings
 
+# `zos db verify`'s checks of the real migrations as tests (servers: pyproject's zos_backends).
+pytest_plugins = ["zos.testing.verify"]
+
 SERVER_URLS = {
     "postgresql": os.environ.get(
         "ZOS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -71,10 +71,12 @@ def verify(
     on_check: Callable[[Check], None] = lambda _check: None,
     *,
     metadata: MetaData | None = None,
+    sqlite: bool = True,
 ) -> VerifyReport:
     """Run every check on a temporary SQLite file and on a scratch database of each server URL.
 
-    The newest schema is compared with ``metadata`` (default: ``zos.database.metadata``).
+    The newest schema is compared with ``metadata`` (default: ``zos.database.metadata``);
+    ``sqlite=False`` leaves out the SQLite file (the servers only).
 
     Raises:
         MigrationFileError: a migration file breaks the rules (nothing runs).
@@ -98,7 +100,7 @@ def verify(
     factories = _factories(directory)
     with tempfile.TemporaryDirectory(prefix="zos-verify-") as scratch_dir:
         work = Path(scratch_dir)
-        for url in [None, *server_urls]:
+        for url in [*([None] if sqlite else []), *server_urls]:
             with _scratch(url, work) as new_database:
                 run = _Run(settings, directory, scripts, factories, new_database, work, report)
                 run.metadata = metadata

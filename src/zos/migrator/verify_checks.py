@@ -215,7 +215,7 @@ def atomic_problems(
     (planted / script.path.name).write_text(source, encoding="utf-8")
     with connect() as conn:
         before = _state(conn)
-    with _counting_ddl() as ddl:
+    with _statements() as sent:
         try:
             run()
         except ZosError as error:
@@ -234,7 +234,13 @@ def atomic_problems(
     )
     if transactional:
         return [what], []
-    return [], [f"{what} ({backend} commits each of its {ddl[0]} DDL statements on its own)"]
+    ddl = sent.count("ddl")
+    # Where each DDL statement commits on its own, one DDL statement with only row changes
+    # after it is still all or nothing (the rows commit with the finishing mark); more DDL, or
+    # row changes before the DDL, are not.
+    if ddl <= 1 and "dml" not in sent[: sent.index("ddl") if "ddl" in sent else 0]:
+        return [], []
+    return [], [f"{what} ({backend} commits each of its {ddl} DDL statements on its own)"]
 
 
 def _state(conn: Connection) -> dict[str, Any]:
@@ -247,16 +253,22 @@ def _state(conn: Connection) -> dict[str, Any]:
 
 
 @contextmanager
-def _counting_ddl() -> Iterator[list[int]]:
-    """Count the schema statements sent by any engine of this process while inside."""
-    count = [0]
+def _statements() -> Iterator[list[str]]:
+    """The kinds ("ddl", "dml") of the statements any engine of this process sends while
+    inside, leaving out zos's own version tables."""
+    kinds: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith(_DDL) and "_schema_version" not in statement:
-            count[0] += 1
+        if "_schema_version" in statement or "_schema_backfill" in statement:
+            return
+        head = statement.lstrip().upper()
+        if head.startswith(_DDL):
+            kinds.append("ddl")
+        elif head.startswith(("INSERT", "UPDATE", "DELETE")):
+            kinds.append("dml")
 
     event.listen(Engine, "before_cursor_execute", seen)
     try:
-        yield count
+        yield kinds
     finally:
         event.remove(Engine, "before_cursor_execute", seen)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from typing import TYPE_CHECKING
 
 import click
 
 from zos.cli import load
-from zos.migrator.verify import Check
+
+if TYPE_CHECKING:  # `zos --help` must not import SQLAlchemy
+    from zos.migrator.verify import Check
 
 
 def render_check(check: Check) -> str:
@@ -33,6 +34,9 @@ def render_check(check: Check) -> str:
 @click.pass_context
 def verify(ctx: click.Context, server_urls: tuple[str, ...], as_json: bool) -> None:
     """Prove every migration on populated throwaway databases; exit 1 if any check fails."""
+    import dataclasses
+    import json
+
     from zos.migrator.verify import verify as run_verify
 
     settings = load(ctx)

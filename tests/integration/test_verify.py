@@ -216,3 +216,14 @@ def test_verify_on_the_real_history_exits_0(tmp_path: Path) -> None:
 def test_verify_has_help(flag: str) -> None:
     result = run_cli("db", "verify", flag)
     assert result.exit_code == 0 and "--backend URL" in result.stdout
+
+
+def test_an_unreachable_server_is_one_error_line_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test"
+    result = run_cli("db", "verify", "--backend", url, env={"ZOS_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: cannot create a scratch database on postgresql+psycopg://postgres:***@127.0.0.1:1"
+    )
+    assert len(result.stderr.splitlines()) == 1
+    assert "s3cret" not in result.stdout + result.stderr

@@ -83,7 +83,9 @@ def verify(
         ConfigError: a URL cannot be parsed.
         VerifyFailed: a scratch database cannot be created.
     """
-    directory = settings.migrations_dir or Path(__file__).parents[1] / "migrations"
+    from zos.migrator import migrations_directory
+
+    directory = migrations_directory(settings)
     scripts = discover_migrations(directory)
     checks: list[Check] = []
 
@@ -292,7 +294,8 @@ def _scratch(url: str | None, work: Path) -> Iterator[Callable[[], str]]:
         yield new_database
     finally:
         force = " WITH (FORCE)" if target.backend == "postgresql" else ""
-        with admin.connect() as conn:
-            for name in created:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        if created:
+            with admin.connect() as conn:
+                for name in created:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
         admin.dispose()

@@ -85,7 +85,7 @@ IMPORTS_SCHEMA = second("pass", extra="\nfrom zos.schema import metadata  # noqa
 def run_verify(backend: Backend, folder: Path, metadata: MetaData | None = None) -> VerifyReport:
     urls = [] if backend.name == "sqlite" else [SERVER_URLS[backend.name]]
     settings = Settings(data_dir=backend.tmp_path / "data", migrations_dir=folder)
-    return verify(settings, urls, metadata=metadata)
+    return verify(settings, urls, metadata=metadata, sqlite=backend.name == "sqlite")
 
 
 def problems(report: VerifyReport, backend: Backend) -> list[str]:

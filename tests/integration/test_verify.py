@@ -227,3 +227,36 @@ def test_an_unreachable_server_is_one_error_line_without_the_password(tmp_path: 
     )
     assert len(result.stderr.splitlines()) == 1
     assert "s3cret" not in result.stdout + result.stderr
+
+
+CHECKED_001 = NOTES_001.replace(
+    'Column("title", String(40), nullable=False),',
+    'Column("title", String(40), nullable=False),\n'
+    '    CheckConstraint("title LIKE \'T%\'", name="ck_title"),',
+).replace("from sqlalchemy import", "from sqlalchemy import CheckConstraint,")
+FACTORY = """
+def note(version, row):
+    return {**row, "title": "T" + row["title"]}
+
+
+FACTORIES = {"notes": note}
+"""
+
+
+def test_a_table_the_generator_cannot_fill_is_named_until_a_factory_fills_it(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(CHECKED_001, "001_notes.py", "exec"), namespace)
+    settings = Settings(
+        data_dir=tmp_path / "data", migrations_dir=make_migrations({"001_notes.py": CHECKED_001})
+    )
+    report = verify(settings, metadata=namespace["_m"])
+    refused = [p for c in report.checks for p in c.problems if "refused generated row" in p]
+    assert refused and refused[0].startswith("version 1: table notes: the database refused")
+    assert "register a row factory for it in _verify.py" in refused[0]
+    folder = make_migrations({"001_notes.py": CHECKED_001, "_verify.py": FACTORY})
+    report = verify(
+        Settings(data_dir=tmp_path / "data", migrations_dir=folder), metadata=namespace["_m"]
+    )
+    assert report.ok, [p for c in report.checks for p in c.problems]

@@ -17,6 +17,7 @@ from click.testing import Result
 from sqlalchemy import Engine, MetaData, Table, event, exc, insert, inspect, select
 
 from tests.conftest import REAL_MIGRATIONS, Backend, MakeMigrations, run_cli
+from tests.initial import initial_metadata
 from tests.integration.test_migrate import version_rows
 from zos.database import metadata
 from zos.migrator import ops
@@ -60,8 +61,9 @@ class Migrated:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def drift(self) -> list[str]:
+        """What ``check`` reports against version 1 (the database's version before the test)."""
         with self.engine.connect() as conn:
-            return find_drift(conn, metadata)
+            return find_drift(conn, initial_metadata())
 
     def versions(self) -> list[tuple[int, str]]:
         return [(version, state) for version, state, _ in version_rows(self.backend)]

@@ -13,7 +13,7 @@ from tests.readme_example import EXAMPLE_FILE, with_readme_migration
 
 # Every test module that reads zos.schema or the real migrations folder. The integration ones run
 # on SQLite here (their server runs are the same tests against the same files) to keep this
-# under a minute; test_schema_matches_metadata runs on every backend.
+# a couple of minutes; test_schema_matches_metadata runs on every backend.
 SCHEMA_TESTS = [
     "tests/unit/test_schema_definition.py",
     "tests/unit/test_cli.py",
@@ -22,6 +22,9 @@ SCHEMA_TESTS = [
     "tests/integration/test_schema_acceptance.py::test_omitted_columns_receive_their_defaults",
     "tests/integration/test_migrate.py",
     "tests/integration/test_drift.py",
+    "tests/integration/test_ops.py",
+    "tests/integration/test_toolkit.py",
+    "tests/integration/test_user_inputs.py",
     "tests/integration/test_verify.py::test_verify_passes_on_the_real_history",
 ]
 SQLITE_ONLY = "not postgresql and not mariadb or test_schema_matches_metadata"

@@ -176,6 +176,8 @@ def test_the_display_of_a_server_url_never_holds_a_piece_of_its_password(
         shown = str(error)
     else:
         shown = url.display
-    elsewhere = raw.replace(secret, "")
+    # A piece of the password that the masked URL shows anyway (a password such as "***@"
+    # looks like the mask and its "@") gives nothing away.
+    elsewhere = raw.replace(secret, "") + raw.replace(secret, "***")
     pieces = {password[i : i + 4] for i in range(len(password) - 3)}
     assert [p for p in pieces if p in shown and p not in elsewhere] == []

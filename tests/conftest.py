@@ -32,9 +32,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "migrations"
 REAL_MIGRATIONS = Path(__file__).parents[1] / "src" / "zos" / "migrations"
 
 
-# Modules whose tests start many processes or kill them at chosen instants: under pytest-xdist
+# Modules whose tests start many processes or wait on locks: under pytest-xdist
 # (`--dist loadgroup`) they share one worker, so they never compete with each other for the CPU.
-_SERIAL_MODULES = frozenset({"test_faults", "test_concurrency", "test_backfill"})
+# test_faults is left out: its kill loops are the longest tests, and one worker running them all
+# one after another would be the whole suite's critical path.
+_SERIAL_MODULES = frozenset({"test_concurrency", "test_backfill"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

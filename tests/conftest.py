@@ -19,6 +19,9 @@ from sqlalchemy.engine import make_url
 from zos.cli import cli
 from zos.config import Settings
 
+# `zos db verify`'s checks of the real migrations as tests (servers: pyproject's zos_backends).
+pytest_plugins = ["zos.testing.verify"]
+
 SERVER_URLS = {
     "postgresql": os.environ.get(
         "ZOS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -27,6 +30,22 @@ SERVER_URLS = {
 }
 FIXTURES = Path(__file__).parent / "fixtures" / "migrations"
 REAL_MIGRATIONS = Path(__file__).parents[1] / "src" / "zos" / "migrations"
+
+
+# Modules whose tests start many processes or wait on locks: under pytest-xdist
+# (`--dist loadgroup`) they share one worker, so they never compete with each other for the CPU.
+# test_faults is left out: its kill loops are the longest tests, and one worker running them all
+# one after another would be the whole suite's critical path.
+_SERIAL_MODULES = frozenset({"test_concurrency", "test_backfill"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # the marker is xdist's, unknown (and refused by --strict-markers) without it
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.split(".")[-1] in _SERIAL_MODULES:
+            item.add_marker(pytest.mark.xdist_group("processes"))
 
 
 @pytest.fixture(autouse=True)

@@ -113,9 +113,9 @@ def test_a_freshly_migrated_database_has_no_drift(engine: Engine) -> None:
 
 
 def test_a_column_added_by_hand_is_named(backend: Backend, engine: Engine) -> None:
-    run(engine, f"ALTER TABLE messages ADD COLUMN edited_at {TIMESTAMP[backend.name]} NULL")
+    run(engine, f"ALTER TABLE messages ADD COLUMN scratch_at {TIMESTAMP[backend.name]} NULL")
     assert drift(engine) == [
-        "table messages: column edited_at is in the database but not in the schema"
+        "table messages: column scratch_at is in the database but not in the schema"
     ]
 
 

@@ -1,5 +1,8 @@
 """The acceptance checks for the initial migration (spec/data-model.md), run against a database
-that the real migrations took from empty to head, on SQLite, PostgreSQL and MariaDB."""
+that the real migrations took from empty to version 1, on SQLite, PostgreSQL and MariaDB.
+
+Tables are read from the frozen 001; the application's defaults (which 001 leaves to the
+application) from ``zos.schema``, for the version-1 columns it still has."""
 
 from __future__ import annotations
 
@@ -18,15 +21,17 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import Backend
+from tests.initial import initial_metadata
 from tests.spec_v1 import FOREIGN_KEYS, INDEXES, TABLES
 from zos.config import Settings
 from zos.ids import is_ulid, new_ulid
 from zos.migrator import migrate
-from zos.schema import metadata
+from zos.schema import metadata as live_metadata
 
 Row = dict[str, Any]
 
 VERSION_TABLE = "_schema_version"
+metadata = initial_metadata()
 
 
 NOW = "current UTC time"
@@ -72,8 +77,8 @@ _snowflakes = itertools.count(10_000)
 
 @pytest.fixture
 def engine(backend: Backend) -> Iterator[Engine]:
-    """The backend's empty database, migrated to head by the real migrations."""
-    migrate(backend.settings())
+    """The backend's empty database, migrated to version 1 by the real migrations."""
+    migrate(backend.settings(), target=1)
     engine = backend.engine()
     yield engine
     engine.dispose()
@@ -197,7 +202,21 @@ def valid_row(table: str, **overrides: Any) -> Row:
 
 
 def insert(conn: Connection, table: str, row: Row) -> None:
-    conn.execute(metadata.tables[table].insert(), row)
+    """Insert into the version-1 table, with the defaults the application (``zos.schema``)
+    applies to the version-1 columns ``row`` leaves out."""
+    conn.execute(metadata.tables[table].insert(), {**application_defaults(table), **row})
+
+
+def application_defaults(table: str) -> Row:
+    live = live_metadata.tables.get(table)
+    values: Row = {}
+    for column in metadata.tables[table].columns:
+        default = None if live is None or column.name not in live.c else live.c[column.name].default
+        if default is not None and default.is_callable:
+            values[column.name] = default.arg(None)  # type: ignore[attr-defined]
+        elif default is not None:
+            values[column.name] = default.arg  # type: ignore[attr-defined]
+    return values
 
 
 def seed_parents(engine: Engine) -> None:
@@ -360,8 +379,7 @@ def test_user_is_tracked_once_per_server(engine: Engine) -> None:
 def test_omitted_columns_receive_their_defaults(engine: Engine) -> None:
     """Callers rely on flags, counters and timestamps being filled in when they leave them out."""
     declared = {
-        table.name: sorted(c.name for c in table.columns if c.default is not None)
-        for table in metadata.tables.values()
+        table.name: sorted(application_defaults(table.name)) for table in metadata.tables.values()
     }
     assert {t: sorted(d) for t, d in DEFAULTS.items()} == {t: d for t, d in declared.items() if d}
     seed_parents(engine)
@@ -403,7 +421,10 @@ def test_ulids_are_valid_and_sort_in_generation_order_in_the_database(engine: En
     with engine.begin() as conn:
         conn.execute(
             metadata.tables["salience_ledger"].insert(),
-            [valid_row("salience_ledger", id=i) for i in shuffled],
+            [
+                {**application_defaults("salience_ledger"), **valid_row("salience_ledger", id=i)}
+                for i in shuffled
+            ],
         )
     model = metadata.tables["salience_ledger"]
     with engine.connect() as conn:

@@ -179,7 +179,8 @@ def test_the_display_of_a_server_url_never_holds_a_piece_of_its_password(
         shown = str(error)
     else:
         shown = url.display
-    # The URL without its password (not raw.replace: a password may be a piece of "sslmode").
+    # The URL without its password (not raw.replace: a password may be a piece of "sslmode"),
+    # and with the mask: a password such as "***@" looks like the mask and its "@".
     elsewhere = shape.format(user=user, secret="") + shape.format(user=user, secret="***")
     pieces = {password[i : i + 4] for i in range(len(password) - 3)}
     assert [p for p in pieces if p in shown and p not in elsewhere] == []

@@ -94,8 +94,11 @@ def new(ctx: click.Context, description: str) -> None:
 def check(ctx: click.Context) -> None:
     """Exit 0 only if the database is current, its files unchanged and its schema as defined."""
     from zos import migrator
+    from zos.migrator.verify_static import folder_problems
 
-    problems = migrator.check_database(load(ctx))
+    settings = load(ctx)
+    static = folder_problems(migrator.migrations_directory(settings))
+    problems = [*static, *migrator.check_database(settings)]
     if problems:
         click.echo(f"{len(problems)} problem(s) found:", err=True)
         for problem in problems:
@@ -135,3 +138,12 @@ def repair(ctx: click.Context, applied: int | None, forget: int | None) -> None:
     migrator.repair(load(ctx), version, applied=applied is not None)
     done = "recorded as applied" if applied is not None else "forgotten; migrate will run it again"
     click.echo(f"Version {version} {done}")
+
+
+def _register_verify() -> None:
+    from zos.cli.verify import verify
+
+    db.add_command(verify)
+
+
+_register_verify()

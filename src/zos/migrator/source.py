@@ -14,7 +14,7 @@ from types import CodeType
 # _schema_version.version is INTEGER: 32 bits, signed, on PostgreSQL and MariaDB/MySQL.
 MAX_VERSION = 2**31 - 1
 _BOM = b"\xef\xbb\xbf"
-_CONSTANTS = ("VERSION", "DESCRIPTION", "TRANSACTIONAL", "BATCHES")
+_CONSTANTS = ("VERSION", "DESCRIPTION", "TRANSACTIONAL", "BATCHES", "CHANGES_DATA")
 _FUNCTIONS = ("upgrade", "check", "backfill")
 # Fields that say how the code was written, not what it does (or that the parser sets from
 # layout): a comment-like marker, a string's `u` prefix, and load/store contexts.
@@ -141,11 +141,31 @@ def _check(tree: ast.Module, version: int) -> tuple[list[str], dict[str, object]
         problems.append("DESCRIPTION must be printable text (no control characters)")
     if "TRANSACTIONAL" in assigned and not isinstance(values["TRANSACTIONAL"], bool):
         problems.append("TRANSACTIONAL must be True or False")
+    if "CHANGES_DATA" in assigned and changes_data(values["CHANGES_DATA"]) is None:
+        problems.append(
+            "CHANGES_DATA must be a dict literal of table names to lists of column names, "
+            'such as {"messages": ["content"]}'
+        )
     for name in _FUNCTIONS:
         if name in bound and not isinstance(defined.get(name), ast.FunctionDef):
             problems.append(f"{name} must be a function defined with def at the top level")
     problems.extend(_backfill_problems(assigned, bound, values))
     return problems, values
+
+
+def changes_data(value: object) -> dict[str, frozenset[str]] | None:
+    """``CHANGES_DATA`` as tables to the columns whose values a migration changes on purpose
+    (``"*"``: it deletes rows of that table too); None when the value has another shape."""
+    if not isinstance(value, dict):
+        return None
+    declared: dict[str, frozenset[str]] = {}
+    for table, columns in value.items():
+        if not (isinstance(table, str) and isinstance(columns, list | tuple)):
+            return None
+        if not all(isinstance(column, str) for column in columns):
+            return None
+        declared[table] = frozenset(columns)
+    return declared
 
 
 def _backfill_problems(

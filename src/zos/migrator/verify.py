@@ -1,0 +1,301 @@
+"""``zos db verify``: every migration proven on populated, throwaway databases on each backend.
+
+Creates and drops its own scratch databases; never touches the configured one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, create_engine, text
+
+from zos.config import Settings
+from zos.database import get_engine, resolve_target
+from zos.errors import ZosError
+from zos.migrator.discovery import MigrationScript, discover_migrations
+from zos.migrator.verify_checks import (
+    atomic_problems,
+    data_problems,
+    foreign_key_problems,
+    schema_of,
+    schema_problems,
+)
+from zos.migrator.verify_data import Factory, FillError, TableData, fill
+from zos.migrator.verify_static import declared_changes, folder_problems
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check on one backend (``backend`` is "files" for the static check)."""
+
+    backend: str
+    name: str
+    version: int | None
+    seconds: float
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # information, not failure: what the backend cannot do
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Every check ``verify`` ran, in order."""
+
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+class VerifyFailed(ZosError):
+    """``verify`` could not start: a scratch database could not be created."""
+
+
+def verify(
+    settings: Settings,
+    server_urls: Sequence[str] = (),
+    on_check: Callable[[Check], None] = lambda _check: None,
+    *,
+    metadata: MetaData | None = None,
+    sqlite: bool = True,
+) -> VerifyReport:
+    """Run every check on a temporary SQLite file and on a scratch database of each server URL.
+
+    The newest schema is compared with ``metadata`` (default: ``zos.database.metadata``);
+    ``sqlite=False`` leaves out the SQLite file (the servers only).
+
+    Raises:
+        MigrationFileError: a migration file breaks the rules (nothing runs).
+        ConfigError: a URL cannot be parsed.
+        VerifyFailed: a scratch database cannot be created.
+    """
+    from zos.migrator import migrations_directory
+
+    directory = migrations_directory(settings)
+    scripts = discover_migrations(directory)
+    checks: list[Check] = []
+
+    def report(check: Check) -> None:
+        checks.append(check)
+        on_check(check)
+
+    started = time.monotonic()
+    report(
+        Check(
+            "files", "static", None, time.monotonic() - started, tuple(folder_problems(directory))
+        )
+    )
+    factories = _factories(directory)
+    with tempfile.TemporaryDirectory(prefix="zos-verify-") as scratch_dir:
+        work = Path(scratch_dir)
+        for url in [*([None] if sqlite else []), *server_urls]:
+            with _scratch(url, work) as new_database:
+                run = _Run(settings, directory, scripts, factories, new_database, work, report)
+                run.metadata = metadata
+                run.all_checks()
+    return VerifyReport(tuple(checks))
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    directory: Path
+    scripts: list[MigrationScript]
+    factories: Mapping[str, Factory]
+    new_database: Callable[[], str]
+    work: Path
+    report: Callable[[Check], None]
+    backend: str = ""
+    metadata: MetaData | None = None
+
+    def settings_for(self, url: str, directory: Path | None = None) -> Settings:
+        return Settings(
+            data_dir=self.work / "data",
+            log_level=self.settings.log_level,
+            database={"url": url},  # type: ignore[arg-type]
+            migrations_dir=directory or self.directory,
+        )
+
+    def migrate(self, url: str, target: int | None, directory: Path | None = None) -> None:
+        from zos.migrator import migrate
+
+        migrate(self.settings_for(url, directory), target, backup=False)
+
+    def all_checks(self) -> None:
+        url = self.new_database()
+        self.backend = resolve_target(self.settings_for(url)).url.get_backend_name()
+        self.backend = "mariadb" if self.backend == "mysql" else self.backend
+        self.timed("step-by-step equals all at once", None, lambda: self.step_by_step(url))
+        for script in self.scripts:
+            self.timed("data kept", script.version, partial(self.data, script.version))
+        for script in self.scripts:
+            self.timed("atomic", script.version, partial(self.atomic, script))
+
+    def timed(
+        self, name: str, version: int | None, run: Callable[[], tuple[list[str], list[str]]]
+    ) -> None:
+        started = time.monotonic()
+        try:
+            problems, notes = run()
+        except ZosError as error:
+            problems, notes = [str(error).splitlines()[0]], []
+        seconds = time.monotonic() - started
+        self.report(Check(self.backend, name, version, seconds, tuple(problems), tuple(notes)))
+
+    def step_by_step(self, url: str) -> tuple[list[str], list[str]]:
+        """All at once and one version at a time end in the same schema, which is metadata's,
+        with every foreign key satisfied."""
+        self.migrate(url, None)
+        stepped = self.new_database()
+        for script in self.scripts:
+            self.migrate(stepped, script.version)
+        with self.connection(url) as conn:
+            all_at_once = schema_of(conn)
+            problems = [f"the newest schema: {p}" for p in schema_problems(conn, self.metadata)]
+        with self.connection(stepped) as conn:
+            one_by_one = schema_of(conn)
+        for table in sorted(set(all_at_once) | set(one_by_one)):
+            if all_at_once.get(table) != one_by_one.get(table):
+                problems.append(
+                    f"table {table}: one version at a time gives {one_by_one.get(table)} but "
+                    f"all at once gives {all_at_once.get(table)}"
+                )
+        return problems, []
+
+    def data(self, version: int) -> tuple[list[str], list[str]]:
+        """Rows filled at ``version`` survive every later migration, checked after each one."""
+        url = self.new_database()
+        self.migrate(url, version)
+        try:
+            with self.connection(url, begin=True) as conn:
+                filled = fill(conn, version, self.factories)
+        except FillError as error:
+            return [f"version {version}: {error}"], []
+        baseline = self.read(url, filled)
+        declared: dict[str, frozenset[str]] = {}
+        for script in (s for s in self.scripts if s.version > version):
+            try:
+                self.migrate(url, script.version)
+            except ZosError as error:
+                return [f"{script.name}: fails on a populated database: {error}"], []
+            for table, columns in declared_changes(script.path).items():
+                declared[table] = declared.get(table, frozenset()) | columns
+            with self.connection(url) as conn:
+                problems = data_problems(conn, filled, baseline, declared, script.name)
+                problems += foreign_key_problems(conn, script.name)
+            if problems:
+                return problems, []
+        with self.connection(url) as conn:
+            return foreign_key_problems(conn, f"version {version}"), []
+
+    def atomic(self, script: MigrationScript) -> tuple[list[str], list[str]]:
+        """Made to fail right after its last statement, the migration leaves nothing behind."""
+        url = self.new_database()
+        earlier = [s.version for s in self.scripts if s.version < script.version]
+        if earlier:
+            self.migrate(url, earlier[-1])
+            with self.connection(url, begin=True) as conn:
+                try:
+                    fill(conn, earlier[-1], self.factories)
+                except FillError as error:
+                    return [f"version {earlier[-1]}: {error}"], []
+        planted = self.work / f"planted-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(self.directory, planted)
+        return atomic_problems(
+            script,
+            planted,
+            connect=lambda: self.connection(url),
+            run=lambda: self.migrate(url, script.version, planted),
+            backend=self.backend,
+            transactional=self.backend != "mariadb" and _transactional(script),
+        )
+
+    def read(self, url: str, filled: Mapping[str, TableData]) -> dict[str, list[dict[str, Any]]]:
+        from zos.migrator.verify_data import read_rows, reflect
+
+        with self.connection(url) as conn:
+            metadata = reflect(conn)
+            return {name: read_rows(conn, metadata.tables[name]) for name in filled}
+
+    @contextmanager
+    def connection(self, url: str, *, begin: bool = False) -> Iterator[Any]:
+        engine = get_engine(self.settings_for(url))
+        try:
+            with engine.begin() if begin else engine.connect() as conn:
+                yield conn
+        finally:
+            engine.dispose()
+
+
+def _transactional(script: MigrationScript) -> bool:
+    """False for a ``TRANSACTIONAL = False`` migration, atomic on no backend by design."""
+    from zos.migrator.source import read_source
+
+    return read_source(script.path.read_bytes(), script.version, script.name).transactional
+
+
+def _factories(directory: Path) -> dict[str, Factory]:
+    """``FACTORIES`` of the folder's ``_verify.py`` hook: table name -> factory(version, row)."""
+    hook = directory / "_verify.py"
+    if not hook.is_file():
+        return {}
+    spec = importlib.util.spec_from_file_location("zos_verify_hook", hook)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    factories = getattr(module, "FACTORIES", {})
+    return dict(factories)
+
+
+@contextmanager
+def _scratch(url: str | None, work: Path) -> Iterator[Callable[[], str]]:
+    """A maker of empty databases: SQLite files under ``work``, or databases on the server of
+    ``url`` (created here, dropped on the way out)."""
+    created: list[str] = []
+    if url is None:
+
+        def new_file() -> str:
+            created.append(uuid.uuid4().hex[:12])
+            return f"sqlite:///{work / ('db-' + created[-1] + '.db')}"
+
+        yield new_file
+        return
+    target = resolve_target(Settings(database={"url": url}))  # type: ignore[arg-type]
+    admin = create_engine(target.url, isolation_level="AUTOCOMMIT")
+
+    def new_database() -> str:
+        name = f"zos_verify_{uuid.uuid4().hex[:12]}"
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
+        except Exception as error:  # any driver failure: the server cannot host scratch databases
+            raise VerifyFailed(
+                f"cannot create a scratch database on {target.display}: "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+        created.append(name)
+        return target.url.set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield new_database
+    finally:
+        force = " WITH (FORCE)" if target.backend == "postgresql" else ""
+        if created:
+            with admin.connect() as conn:
+                for name in created:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        admin.dispose()

@@ -1,0 +1,274 @@
+"""The comparisons ``verify`` makes on a scratch database: rows kept, foreign keys satisfied,
+the schema equal to metadata, and a planted failure leaving nothing behind."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, event, inspect, text
+
+from zos.errors import ZosError
+from zos.migrator.discovery import MigrationScript
+from zos.migrator.verify_data import TableData, read_rows, reflect, shapes
+
+_PLANTED = "zos verify: planted failure right after the migration's last statement"
+_DDL = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE")
+
+
+def schema_of(conn: Connection) -> dict[str, Any]:
+    """Everything reflection reports about each table but the internal ones, comparable."""
+    inspector = inspect(conn)
+    tables: dict[str, Any] = {}
+    for name in sorted(n for n in inspector.get_table_names() if not n.startswith("_")):
+        tables[name] = (
+            [
+                (
+                    c["name"],
+                    str(c["type"].compile(dialect=conn.dialect)),
+                    c["nullable"],
+                    str(c.get("default")),
+                )
+                for c in inspector.get_columns(name)
+            ],
+            inspector.get_pk_constraint(name)["constrained_columns"],
+            sorted(
+                (
+                    str(fk["name"]),
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                )
+                for fk in inspector.get_foreign_keys(name)
+            ),
+            sorted(
+                (str(ix["name"]), tuple(str(c) for c in ix["column_names"]), bool(ix["unique"]))
+                for ix in inspector.get_indexes(name)
+            ),
+            sorted(str(uq["name"]) for uq in inspector.get_unique_constraints(name)),
+            sorted(
+                (str(ck["name"]), " ".join(str(ck["sqltext"]).split()))
+                for ck in inspector.get_check_constraints(name)
+            ),
+        )
+    return tables
+
+
+def schema_problems(conn: Connection, metadata: MetaData | None = None) -> list[str]:
+    """``zos db check``'s drift sentences between the database and ``metadata`` (default:
+    ``zos.database.metadata``)."""
+    from zos.migrator.drift import find_drift
+
+    if metadata is None:
+        from zos.database import metadata as live
+
+        metadata = live
+    return find_drift(conn, metadata)
+
+
+def data_problems(
+    conn: Connection,
+    filled: Mapping[str, TableData],
+    baseline: Mapping[str, list[dict[str, Any]]],
+    declared: Mapping[str, frozenset[str]],
+    migration: str,
+) -> list[str]:
+    """Rows of ``baseline`` gone, or values changed in a column whose definition did not
+    change and that no migration declared in ``CHANGES_DATA``; one sentence per table/column."""
+    metadata = reflect(conn)
+    problems: list[str] = []
+    for name, data in filled.items():
+        if name not in metadata.tables:
+            continue  # a dropped table is the migration's stated intent
+        table = metadata.tables[name]
+        now = shapes(conn, table)
+        changed_on_purpose = declared.get(name, frozenset())
+        stable = [
+            c
+            for c, shape in data.shapes.items()
+            if now.get(c) == shape and c not in changed_on_purpose
+        ]
+        after = read_rows(conn, table)
+        before = baseline[name]
+        key = [k for k in data.key if k in stable] if data.key else []
+        if not key or len(key) != len(data.key):
+            problems += _whole_rows(name, before, after, stable, changed_on_purpose, migration)
+            continue
+        index = {tuple(row[k] for k in key): row for row in after}
+        lost = [row for row in before if tuple(row[k] for k in key) not in index]
+        if lost and "*" not in changed_on_purpose:
+            problems.append(
+                f"{migration}: table {name}: {len(lost)} of {len(before)} rows are gone, e.g. "
+                f"{_row_key(lost[0], key)}"
+            )
+        for column in stable:
+            if column in key:
+                continue
+            diffs = [
+                (row, index[tuple(row[k] for k in key)][column])
+                for row in before
+                if tuple(row[k] for k in key) in index
+                and index[tuple(row[k] for k in key)][column] != row[column]
+            ]
+            if diffs:
+                row, value = diffs[0]
+                problems.append(
+                    f"{migration}: table {name}, column {column}: {len(diffs)} of {len(before)} "
+                    f"values changed, e.g. {_row_key(row, key)}: {row[column]!r} -> {value!r} "
+                    "(declare it in CHANGES_DATA if this is intended)"
+                )
+    return problems
+
+
+def _whole_rows(
+    name: str,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    stable: list[str],
+    changed_on_purpose: frozenset[str],
+    migration: str,
+) -> list[str]:
+    # Without a primary key that survived, rows are compared as whole rows of the stable columns.
+    def project(row: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(repr(row.get(c)) for c in stable)
+
+    missing = Counter(project(r) for r in before) - Counter(project(r) for r in after)
+    if not missing or "*" in changed_on_purpose:
+        return []
+    sample = dict(zip(stable, next(iter(missing)), strict=True))
+    return [
+        f"{migration}: table {name}: {sum(missing.values())} of {len(before)} rows are gone or "
+        f"changed, e.g. {sample}"
+    ]
+
+
+def _row_key(row: dict[str, Any], key: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]!r}" for k in key)
+
+
+def foreign_key_problems(conn: Connection, where: str) -> list[str]:
+    """Rows whose foreign key points at no row (SQLite: ``PRAGMA foreign_key_check``; every
+    backend: an anti-join per foreign key, as the servers' constraints may be absent)."""
+    problems: list[str] = []
+    if conn.dialect.name == "sqlite":
+        for row in conn.execute(text("PRAGMA foreign_key_check")):
+            problems.append(f"{where}: table {row[0]}: row {row[1]} points at no row of {row[2]}")
+    inspector = inspect(conn)
+    quote = conn.dialect.identifier_preparer.quote
+    for table in (n for n in inspector.get_table_names() if not n.startswith("_")):
+        for fk in inspector.get_foreign_keys(table):
+            pairs = list(zip(fk["constrained_columns"], fk["referred_columns"], strict=True))
+            on = " AND ".join(f"c.{quote(a)} = p.{quote(b)}" for a, b in pairs)
+            present = " AND ".join(f"c.{quote(a)} IS NOT NULL" for a, _ in pairs)
+            orphans = conn.execute(
+                text(
+                    f"SELECT COUNT(*) FROM {quote(table)} c LEFT JOIN "
+                    f"{quote(fk['referred_table'])} p ON {on} "
+                    f"WHERE {present} AND p.{quote(pairs[0][1])} IS NULL"
+                )
+            ).scalar_one()
+            if orphans:
+                problems.append(
+                    f"{where}: table {table}: {orphans} rows point at no row of "
+                    f"{fk['referred_table']} ({', '.join(fk['constrained_columns'])})"
+                )
+    return sorted(set(problems))
+
+
+def plant_failure(source: str) -> str | None:
+    """``source`` with its ``upgrade`` made to raise right after it returns; None when the file
+    has no top-level ``upgrade`` (a backfill)."""
+    tree = ast.parse(source)
+    found = False
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef) and statement.name == "upgrade":
+            statement.name = "_zos_verify_upgrade"
+            found = True
+    if not found:
+        return None
+    return (
+        ast.unparse(tree)
+        + "\n\n\ndef upgrade(conn):\n    _zos_verify_upgrade(conn)\n"
+        + f"    raise RuntimeError({_PLANTED!r})\n"
+    )
+
+
+def atomic_problems(
+    script: MigrationScript,
+    planted: Path,
+    *,
+    connect: Callable[[], AbstractContextManager[Connection]],
+    run: Callable[[], None],
+    backend: str,
+    transactional: bool,
+) -> tuple[list[str], list[str]]:
+    """Run ``script`` from ``planted`` made to fail after its last statement, and compare the
+    schema and every row with before. Returns (problems, notes): a difference is a problem
+    where the backend rolls DDL back, and a note where it cannot."""
+    source = plant_failure(script.path.read_text(encoding="utf-8"))
+    if source is None:
+        return [], [f"{script.name}: not checked: a backfill commits batch by batch"]
+    (planted / script.path.name).write_text(source, encoding="utf-8")
+    with connect() as conn:
+        before = _state(conn)
+    with _statements() as sent:
+        try:
+            run()
+        except ZosError as error:
+            if _PLANTED not in str(error):
+                return [f"{script.name}: failed before the planted failure: {error}"], []
+        else:
+            return [f"{script.name}: the planted failure did not stop the migration"], []
+    with connect() as conn:
+        after = _state(conn)
+    if before == after:
+        return [], []
+    differences = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
+    what = (
+        f"{script.name}: not atomic: after a failure right after its last statement, tables "
+        f"{', '.join(differences[:5])}{' …' if len(differences) > 5 else ''} differ from before"
+    )
+    if transactional:
+        return [what], []
+    ddl = sent.count("ddl")
+    # Where each DDL statement commits on its own, one DDL statement with only row changes
+    # after it is still all or nothing (the rows commit with the finishing mark); more DDL, or
+    # row changes before the DDL, are not.
+    if ddl <= 1 and "dml" not in sent[: sent.index("ddl") if "ddl" in sent else 0]:
+        return [], []
+    return [], [f"{what} ({backend} commits each of its {ddl} DDL statements on its own)"]
+
+
+def _state(conn: Connection) -> dict[str, Any]:
+    schema = schema_of(conn)
+    metadata = reflect(conn)
+    return {
+        name: (schema[name], sorted(repr(sorted(r.items())) for r in read_rows(conn, table)))
+        for name, table in metadata.tables.items()
+    }
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """The kinds ("ddl", "dml") of the statements any engine of this process sends while
+    inside, leaving out zos's own version tables."""
+    kinds: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "_schema_version" in statement or "_schema_backfill" in statement:
+            return
+        head = statement.lstrip().upper()
+        if head.startswith(_DDL):
+            kinds.append("ddl")
+        elif head.startswith(("INSERT", "UPDATE", "DELETE")):
+            kinds.append("dml")
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield kinds
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)

@@ -1,0 +1,79 @@
+"""A migration and its ``_schema_version`` row commit together: when writing the row fails, the
+migration's changes are gone too. Deterministic: a trigger refuses the row, no process is killed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+
+from tests.conftest import Backend, MakeMigrations, migration, run_cli
+
+# Refuse the row that says version 2 is applied. MariaDB writes version 2 as `started` before its
+# body (DDL cannot roll back there), so the refusal hits the UPDATE to `applied`, which commits
+# with the body's row changes; SQLite and PostgreSQL insert the row `applied` in the body's
+# own transaction.
+REFUSE_VERSION_2 = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_v2 BEFORE INSERT ON _schema_version WHEN NEW.version = 2 "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_v2() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.version = 2 THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_v2 BEFORE INSERT ON _schema_version "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_v2()",
+    ],
+    "mariadb": [
+        "CREATE TRIGGER refuse_v2 BEFORE UPDATE ON _schema_version FOR EACH ROW BEGIN "
+        "IF NEW.version = 2 AND NEW.state = 'applied' THEN "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'; END IF; END"
+    ],
+}
+
+CREATE_THINGS = """
+conn.execute(text("CREATE TABLE things (id INTEGER PRIMARY KEY, note VARCHAR(20))"))
+conn.execute(text("INSERT INTO things (id, note) VALUES (1, 'kept')"))
+"""
+CHANGE_THINGS = """
+conn.execute(text("INSERT INTO things (id, note) VALUES (2, 'added')"))
+conn.execute(text("UPDATE things SET note = 'changed' WHERE id = 1"))
+"""
+CREATE_EXTRA = """
+conn.execute(text("CREATE TABLE extra (id INTEGER PRIMARY KEY)"))
+"""
+
+
+def test_a_migration_whose_version_row_cannot_be_written_leaves_no_change(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # A CREATE TABLE as well where DDL is transactional; on MariaDB only the row changes are.
+    body = CHANGE_THINGS + ("" if backend.name == "mariadb" else CREATE_EXTRA)
+    folder = make_migrations(
+        {
+            "001_things.py": migration(1, "Things", CREATE_THINGS),
+            "002_change.py": migration(2, "Change things", body),
+        }
+    )
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    engine = backend.engine()
+    with engine.begin() as conn:
+        for statement in REFUSE_VERSION_2[backend.name]:
+            conn.execute(text(statement))
+
+    result = run_cli("db", "migrate", env=env)
+
+    assert result.exit_code == 1
+    # The record fails outside the migration's code, so the line is the driver's, not 002's.
+    assert result.stderr.startswith("Error: ") and "refused by the test" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, note FROM things ORDER BY id")).all()
+        versions = conn.execute(text("SELECT version, state FROM _schema_version")).all()
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(1, "kept")]
+    assert "extra" not in tables
+    unfinished = [(2, "started")] if backend.name == "mariadb" else []
+    assert sorted(tuple(v) for v in versions) == [(1, "applied"), *unfinished]

@@ -172,7 +172,9 @@ def test_every_command_gives_the_same_verdict_on_any_folder(generated: dict[str,
         real = run_cli("db", "migrate", env=env)
         verdicts["migrate"] = problems_in(listed(real.stderr))
         check = run_cli("db", "check", env=env)
-        verdicts["check"] = problems_in(listed(check.stderr))
+        # check adds the authoring rule of what a migration may import (issue 12), which the
+        # other commands leave to `verify`; every other verdict must be the same.
+        verdicts["check"] = {p for p in problems_in(listed(check.stderr)) if ": imports " not in p}
         after = run_cli("db", "status", env=env)
 
         for result in (status, dry, real, check, after):

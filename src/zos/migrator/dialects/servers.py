@@ -318,6 +318,9 @@ class MySQLRunLock:
         conn, self._conn = self._conn, None
         with contextlib.suppress(exc.SQLAlchemyError):
             conn.rollback()
+            if self._noted:
+                # Gone with the run: no table of zos's outlives it (a killed run's is replaced).
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {MYSQL_HOLDER_TABLE}")
             conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self._name})
             conn.commit()
         with contextlib.suppress(exc.SQLAlchemyError):

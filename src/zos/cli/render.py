@@ -233,6 +233,10 @@ class Progress:
                 self._watch()
             elif event.kind == EventKind.PROGRESS:
                 self._progress(event)
+            elif event.kind == EventKind.LOCK_WAIT:
+                self._finish_line()
+                click.echo(f"  … {event.version:03d}: {event.detail}")
+                self._last_shown = time.monotonic()
             elif event.kind in (EventKind.APPLIED, EventKind.SKIPPED):
                 self._running = None
                 self._finish_line()

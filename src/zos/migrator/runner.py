@@ -89,7 +89,16 @@ def run_migrations(
                 _back_up(settings, db, plan.current_version, observe)
             conn.rollback()
             run.append(
-                Executor(conn, engine, dialect, lock, observe, interrupts, plan.current_version)
+                Executor(
+                    conn,
+                    engine,
+                    dialect,
+                    lock,
+                    observe,
+                    interrupts,
+                    plan.current_version,
+                    settings.database.ddl_lock_timeout_seconds,
+                )
             )
             _apply_all(run[0], pending, adopting=not plan.applied)
     except RunInterrupted as stop:

@@ -17,6 +17,8 @@ from zos.errors import LockTimeout
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
+    from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
+
 LOCK_NAME = "zos_migrate"
 # What became of a transaction that a migration's body left (see ``Dialect.left_transaction``).
 ROLLED_BACK = "rolled back"
@@ -112,6 +114,27 @@ class Dialect(Protocol):
 
     def durable(self, conn: Connection) -> AbstractContextManager[None]:
         """Cheap commits during the run, and everything synced to disk when it ends."""
+        ...
+
+    def bounded_lock_waits(self, conn: Connection, seconds: float) -> AbstractContextManager[None]:
+        """Every lock ``conn`` asks for meanwhile is waited for at most ``seconds``, then the
+        statement fails with an error ``is_lock_timeout`` recognises. Call between transactions."""
+        ...
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether ``error`` (or what it was raised from) is a lock wait that gave up."""
+        ...
+
+    def watch_lock_waits(
+        self,
+        engine: Engine,
+        conn: Connection,
+        seconds: float,
+        on_blocked: Callable[[Blocked], None],
+    ) -> AbstractContextManager[LockWaitWatch | None]:
+        """Meanwhile, ``on_blocked`` is told once what ``conn`` waits for (locks bounded at
+        ``seconds``); the watch's ``last`` is the newest finding. None where the database has
+        no such waits to watch."""
         ...
 
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc, text
 
 from zos.database import open_connection
 from zos.errors import LockTimeout
+from zos.migrator.dialects import lockwaits
 from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
+from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -66,6 +68,21 @@ class ServerDialect:
     def durable(self, conn: Connection) -> Iterator[None]:
         yield  # a server syncs every commit itself
 
+    def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def watch_lock_waits(
+        self,
+        engine: Engine,
+        conn: Connection,
+        seconds: float,
+        on_blocked: Callable[[Blocked], None],
+    ) -> Iterator[LockWaitWatch | None]:
+        delay = lockwaits.watch_delay(seconds)
+        with LockWaitWatch(engine, self._looker(conn), on_blocked, delay) as watch:
+            yield watch
+
 
 class PostgresDialect(ServerDialect):
     name = "postgresql"
@@ -105,6 +122,17 @@ class PostgresDialect(ServerDialect):
 
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
+
+    def bounded_lock_waits(
+        self, conn: Connection, seconds: float
+    ) -> contextlib.AbstractContextManager[None]:
+        return lockwaits.pg_bounded(conn, seconds)
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return lockwaits.lock_timeout_error(error, lockwaits.PG_LOCK_NOT_AVAILABLE)
+
+    def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
+        return lockwaits.pg_looker(conn)
 
     def cancel(self, engine: Engine, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection
@@ -199,6 +227,17 @@ class MySQLDialect(ServerDialect):
 
     def run_holder(self, conn: Connection) -> str | None:
         return mysql_run_holder(conn)
+
+    def bounded_lock_waits(
+        self, conn: Connection, seconds: float
+    ) -> contextlib.AbstractContextManager[None]:
+        return lockwaits.mysql_bounded(conn, seconds)
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return lockwaits.lock_timeout_error(error, lockwaits.MYSQL_LOCK_WAIT_TIMEOUT)
+
+    def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
+        return lockwaits.mysql_looker(conn)
 
     def cancel(self, engine: Engine, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection

@@ -247,6 +247,19 @@ class SqliteDialect:
         if isinstance(driver, sqlite3.Connection):
             driver.interrupt()  # documented as safe to call from another thread
 
+    def bounded_lock_waits(self, conn: Connection, seconds: float) -> contextlib.nullcontext[None]:
+        # The runner's writes are bounded by busy_timeout already, and SQLite's lock is the
+        # whole file: no table lock to queue the application behind.
+        return contextlib.nullcontext()
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return False
+
+    def watch_lock_waits(
+        self, engine: Engine, conn: Connection, seconds: float, on_blocked: Any
+    ) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
     @contextlib.contextmanager
     def durable(self, conn: Connection) -> Iterator[None]:
         """Commits without a sync each (``synchronous = NORMAL``), then the WAL and the

@@ -165,3 +165,118 @@ def test_the_configured_ddl_lock_timeout_applies_when_a_migration_sets_none(
     # Bounded: one try of 1 s, not the default of 5 s (a lower bound only: never machine speed).
     assert waited >= 1
     assert recorded(backend) == {1: "applied"}
+
+
+# The load test: an application reading and writing widgets all the time, a session holding
+# widgets' lock for HOLD_SECONDS, and a migration altering widgets meanwhile.
+LOAD_DDL_TIMEOUT = 1.0
+HOLD_SECONDS = 5.0
+# What one of the application's queries may take on top of the lock wait: one short query on a
+# shared machine, with room to spare; far below HOLD_SECONDS, so a migration queueing the
+# application until the holder ends would fail the test.
+ONE_QUERY_SECONDS = 1.0
+
+
+class Application:
+    """Short transactions on widgets in a loop, each timed, until stopped."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.engine = backend.engine()
+        self.waits: list[float] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            started = time.monotonic()
+            try:
+                with self.engine.begin() as conn:
+                    if n % 2:
+                        conn.execute(
+                            text("SELECT name FROM widgets WHERE id = :i"), {"i": n % 2 + 1}
+                        )
+                    else:
+                        conn.execute(
+                            text("UPDATE widgets SET name = :n WHERE id = 1"), {"n": f"v{n}"}
+                        )
+            except Exception as error:  # counted: the application must see none
+                self.errors.append(str(error).splitlines()[0])
+            self.waits.append(time.monotonic() - started)
+            time.sleep(0.01)
+
+    def __enter__(self) -> Application:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.engine.dispose()
+
+
+def test_under_load_the_application_never_waits_longer_than_the_ddl_lock_timeout(
+    server_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    backend = server_backend
+    folder = widgets_migrations(make_migrations, timeout=LOAD_DDL_TIMEOUT, retries=4)
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    holding = threading.Event()
+
+    def hold() -> None:
+        with reader_in_transaction(backend):
+            holding.set()
+            time.sleep(HOLD_SECONDS)
+
+    holder = threading.Thread(target=hold)
+    with Application(backend) as application:
+        time.sleep(0.3)
+        holder.start()
+        assert holding.wait(10)
+        started = time.monotonic()
+        result = run_cli("db", "migrate", env=env)
+        took = time.monotonic() - started
+        holder.join()
+        time.sleep(0.3)
+
+    longest = max(application.waits)
+    print(
+        f"\nload {backend.name}: ddl lock timeout {LOAD_DDL_TIMEOUT:g} s, holder "
+        f"{HOLD_SECONDS:g} s; application {len(application.waits)} queries, longest wait "
+        f"{longest:.3f} s, errors {len(application.errors)}; migrate exit {result.exit_code} "
+        f"in {took:.2f} s"
+    )
+    assert application.errors == []
+    assert longest < LOAD_DDL_TIMEOUT + ONE_QUERY_SECONDS
+    # The holder ended before the tries were spent: the migration completed, with nothing left.
+    assert result.exit_code == 0, result.stderr
+    assert "trying again" in result.stdout
+    assert recorded(backend) == {1: "applied", 2: "applied"}
+    assert "note" in columns(backend)
+
+
+def test_under_load_a_migration_that_never_gets_its_lock_fails_cleanly(
+    server_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    backend = server_backend
+    folder = widgets_migrations(make_migrations, timeout=LOAD_DDL_TIMEOUT, retries=1)
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    with Application(backend) as application, reader_in_transaction(backend):
+        time.sleep(0.3)
+        result = run_cli("db", "migrate", env=env)
+        time.sleep(0.3)
+    longest = max(application.waits)
+    print(
+        f"\nload {backend.name} (lock never free): application {len(application.waits)} "
+        f"queries, longest wait {longest:.3f} s; migrate exit {result.exit_code}"
+    )
+    assert application.errors == []
+    assert longest < LOAD_DDL_TIMEOUT + ONE_QUERY_SECONDS
+    assert result.exit_code == 1
+    assert "nothing was changed and nothing needs repair" in result.stderr
+    assert recorded(backend) == {1: "applied"}
+    assert "note" not in columns(backend)

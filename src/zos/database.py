@@ -135,14 +135,35 @@ def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = 
         # Whole seconds for every driver; libpq takes anything below 2 as 2.
         seconds = math.ceil(settings.database.connect_timeout_seconds)
         connect_args[timeout_arg] = max(2 if target.backend == "postgresql" else 1, seconds)
+    driver = target.url.get_driver_name()
+    if driver == "psycopg" and "prepare_threshold" not in target.url.query:
+        # No server-side prepared statements: a transaction pooler (PgBouncer) hands each
+        # transaction another server connection, where "_pg3_0" does not exist.
+        connect_args["prepare_threshold"] = None
+    answer_bound = driver == "pymysql" and "read_timeout" not in target.url.query
+    if answer_bound:
+        # PyMySQL's connect_timeout bounds the TCP connect only; a server that accepts and never
+        # sends its greeting would hang the handshake, so reads are bounded until it is done.
+        connect_args["read_timeout"] = max(1, math.ceil(settings.database.connect_timeout_seconds))
     try:
-        return create_engine(target.url, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(target.url, pool_pre_ping=True, connect_args=connect_args)
     except (exc.NoSuchModuleError, ModuleNotFoundError) as error:
         extra = _DRIVER_EXTRAS.get(target.url.get_backend_name(), "postgresql")
         raise ConfigError(
             f"the driver for {target.display} is not installed; install it with "
             f"pip install 'zos[{extra}]'"
         ) from error
+    if answer_bound:
+        event.listen(engine, "connect", _unbounded_reads)
+    return engine
+
+
+def _unbounded_reads(dbapi_conn: Any, _record: Any) -> None:
+    """After the handshake, a statement may take as long as it takes (a migration's ALTER on a
+    large table): lift the read bound PyMySQL was given for connecting. PyMySQL applies
+    ``_read_timeout`` before each read; it has no public setter (PyMySQL 1.1, connections.py)."""
+    if hasattr(dbapi_conn, "_read_timeout"):
+        dbapi_conn._read_timeout = None
 
 
 @contextmanager

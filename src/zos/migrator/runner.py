@@ -64,7 +64,7 @@ def run_migrations(
 
     ``scripts`` are the migration files when the caller has just listed them without problems.
     """
-    db = resolve_target(settings)
+    db = resolve_target(settings, settings.database.migrate_url)
     scripts = _discover(settings) if scripts is None else scripts
     dialect = dialect_for(db)
     done: list[MigrationEvent] = []
@@ -75,7 +75,7 @@ def run_migrations(
         on_event(event)
 
     interrupts = Interrupts()
-    engine = get_engine(settings)
+    engine = get_engine(settings, url=settings.database.migrate_url)
     run: list[Executor] = []
     try:
         with (
@@ -212,11 +212,11 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     Raises:
         the same errors as ``migrate``, before anything is rehearsed.
     """
-    db = resolve_target(settings)
+    db = resolve_target(settings, settings.database.migrate_url)
     scripts = _discover(settings)
     dialect = dialect_for(db)
     interrupts = Interrupts()
-    engine = get_engine(settings)
+    engine = get_engine(settings, url=settings.database.migrate_url)
     try:
         with (
             interrupts.installed(),
@@ -267,11 +267,11 @@ def repair(settings: Settings, version: int, *, applied: bool) -> None:
         UsageError: ``version`` is not recorded as unfinished.
         RunInProgress: a migration run holds the run lock.
     """
-    db = resolve_target(settings)
+    db = resolve_target(settings, settings.database.migrate_url)
     if db.sqlite_path is not None and not db.sqlite_path.exists():
         raise UsageError(f"version {version} is not recorded as unfinished (no database yet)")
     dialect = dialect_for(db)
-    engine = get_engine(settings)
+    engine = get_engine(settings, url=settings.database.migrate_url)
     try:
         with (
             _run_lock(settings, engine, dialect, Interrupts(), _ignore, wait=False),

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import exc, text
 
 from zos.database import open_connection
-from zos.errors import LockTimeout
+from zos.errors import ConfigError, LockTimeout
 from zos.migrator.dialects import lockwaits
 from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
 from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
+from zos.migrator.dialects.poolers import refuse_pooler
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -156,6 +157,11 @@ class PostgresRunLock:
         if self._conn is None:
             conn = open_connection(self.engine).execution_options(isolation_level="AUTOCOMMIT")
             PostgresDialect().prepare(conn)
+            try:
+                refuse_pooler(conn, self.engine.url.render_as_string(hide_password=True))
+            except ConfigError:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 

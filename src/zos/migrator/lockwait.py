@@ -64,6 +64,8 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
         watch: Any = None
         writes = _Writes(ex.conn)
         try:
+            # Each try starts where the run began, whatever the previous migration changed.
+            ex.dialect.restore_session(ex.conn)
             with (
                 ex.dialect.bounded_lock_waits(ex.conn, seconds),
                 ex.dialect.watch_lock_waits(ex.engine, ex.conn, seconds, tell) as watch,

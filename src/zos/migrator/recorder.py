@@ -73,12 +73,23 @@ _cursors = Table(
 )
 
 
+def configured_schema(conn: Connection) -> str | None:
+    """The schema (PostgreSQL) or database (MariaDB/MySQL) of ``database.schema``, which every
+    statement on zos's tables names, whatever the session's search path or current database."""
+    translated = conn.get_execution_options().get("schema_translate_map") or {}
+    schema = translated.get(None)
+    return schema if isinstance(schema, str) else None
+
+
 def has_version_table(conn: Connection) -> bool:
-    return inspect(conn).has_table(TABLE_NAME)
+    return inspect(conn).has_table(TABLE_NAME, schema=configured_schema(conn))
 
 
 def ensure_version_table(conn: Connection) -> None:
-    """Create ``_schema_version`` when it does not exist yet."""
+    """Create ``_schema_version`` (and on PostgreSQL its schema) when it does not exist yet."""
+    schema = configured_schema(conn)
+    if schema is not None and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     _versions.create(conn, checkfirst=True)
 
 
@@ -183,7 +194,7 @@ def forget(conn: Connection, version: int) -> None:
 
 def read_cursors(conn: Connection) -> dict[int, BackfillCursor]:
     """Every unfinished backfill's cursor; empty, creating nothing, when there is no table."""
-    if not inspect(conn).has_table(BACKFILL_TABLE_NAME):
+    if not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=configured_schema(conn)):
         return {}
     rows = conn.execute(select(_cursors)).all()
     return {
@@ -205,7 +216,9 @@ def read_cursor(
 ) -> BackfillCursor | None:
     """The cursor of one backfill, or None when it has none (or there is no cursor table;
     ``table_exists`` skips that look when the caller knows)."""
-    if not table_exists and not inspect(conn).has_table(BACKFILL_TABLE_NAME):
+    if not table_exists and not inspect(conn).has_table(
+        BACKFILL_TABLE_NAME, schema=configured_schema(conn)
+    ):
         return None
     row = conn.execute(select(_cursors).where(_cursors.c.version == version)).first()
     if row is None:

@@ -116,6 +116,11 @@ class Dialect(Protocol):
         """Cheap commits during the run, and everything synced to disk when it ends."""
         ...
 
+    def restore_session(self, conn: Connection) -> None:
+        """Give ``conn`` back the session state it had when ``prepare`` first saw it (search
+        path, current database), whatever a migration changed. Call between transactions."""
+        ...
+
     def bounded_lock_waits(self, conn: Connection, seconds: float) -> AbstractContextManager[None]:
         """Every lock ``conn`` asks for meanwhile is waited for at most ``seconds``, then the
         statement fails with an error ``is_lock_timeout`` recognises. Call between transactions."""

@@ -92,11 +92,26 @@ class PostgresDialect(ServerDialect):
     def run_lock(self, engine: Engine) -> PostgresRunLock:
         return PostgresRunLock(engine)
 
+    _search_path: str | None = None  # as the run's first connection began
+    _schema: str | None = None
+
     def prepare(self, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection
         # Server-side prepared statements do not survive a transaction pooler (PgBouncer
         # hands each transaction another server connection), and the runner needs none.
         driver.prepare_threshold = None
+        if self._search_path is None:
+            self._search_path = str(conn.exec_driver_sql("SHOW search_path").scalar())
+            self._schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            conn.rollback()
+        qualify(conn, self._schema)
+
+    def restore_session(self, conn: Connection) -> None:
+        if self._search_path is not None:
+            conn.execute(
+                text("SELECT set_config('search_path', :p, false)"), {"p": self._search_path}
+            )
+            conn.commit()
 
     def transaction_identity(self, conn: Connection) -> object:
         # The savepoint exists only in this transaction: after a failure, rolling back to it
@@ -199,6 +214,15 @@ class PostgresRunLock:
             conn.close()
 
 
+def qualify(conn: Connection, schema: str | None) -> None:
+    """Make every statement on zos's tables through ``conn`` name ``schema`` (the one the run
+    began in), so a migration that changes the search path or the current database cannot
+    move where the runner records it. ``database.schema``, when set, is already in force."""
+    options = conn.get_execution_options()
+    if schema is not None and not options.get("schema_translate_map"):
+        conn.execution_options(schema_translate_map={None: schema})
+
+
 def describe_pg_holder(row: Any) -> str:
     pid, application, address = row
     if isinstance(application, str) and application.startswith("zos: "):
@@ -220,8 +244,20 @@ class MySQLDialect(ServerDialect):
     def run_lock(self, engine: Engine) -> MySQLRunLock:
         return MySQLRunLock(engine)
 
+    _database: str | None = None  # as the run's first connection began
+
     def prepare(self, conn: Connection) -> None:
-        return None
+        if self._database is None:
+            current = conn.exec_driver_sql("SELECT DATABASE()").scalar()
+            conn.rollback()
+            self._database = None if current is None else str(current)
+        qualify(conn, self._database)
+
+    def restore_session(self, conn: Connection) -> None:
+        if self._database is not None:
+            quoted = self._database.replace("`", "``")
+            conn.exec_driver_sql(f"USE `{quoted}`")
+            conn.commit()
 
     def transaction_identity(self, conn: Connection) -> object:
         return None  # the started marker covers whatever a migration commits

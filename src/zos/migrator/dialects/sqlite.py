@@ -247,6 +247,9 @@ class SqliteDialect:
         if isinstance(driver, sqlite3.Connection):
             driver.interrupt()  # documented as safe to call from another thread
 
+    def restore_session(self, conn: Connection) -> None:
+        return None  # a migration cannot change where an SQLite connection's tables are
+
     def bounded_lock_waits(self, conn: Connection, seconds: float) -> contextlib.nullcontext[None]:
         # The runner's writes are bounded by busy_timeout already, and SQLite's lock is the
         # whole file: no table lock to queue the application behind.

@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:
     from zos.backup import Backup
     from zos.migrator import DryRun, HistoryEntry, MigrationEvent, StatusReport
+    from zos.migrator.rehearsal import BackfillSample
 
 # A migration running longer than this shows it is alive.
 ALIVE_AFTER_SECONDS = 2.0
@@ -141,6 +142,8 @@ def dry_run(rehearsal: DryRun) -> None:
             click.echo(f"{label} FAILED after {result.duration_ms} ms: {result.error}")
         elif rehearsal.how == "plan":
             click.echo(label)
+        elif result.backfill is not None:
+            click.echo(f"{label} ({result.duration_ms} ms; {_sampled(result.backfill)})")
         else:
             click.echo(f"{label} ({result.duration_ms} ms)")
         for statement in result.statements:
@@ -152,6 +155,15 @@ def dry_run(rehearsal: DryRun) -> None:
         )
     elif rehearsal.failed:
         click.echo("The rehearsal failed; the real run would stop at that migration.", err=True)
+
+
+def _sampled(sample: BackfillSample) -> str:
+    if sample.projected_ms is None or sample.rows_done >= sample.rows_total:
+        return f"backfill rehearsed on all {sample.rows_total:,} rows"
+    return (
+        f"backfill rehearsed on its first {sample.rows_done:,} of {sample.rows_total:,} rows; "
+        f"the whole table would take about {sample.projected_ms / 1000:.1f} s"
+    )
 
 
 def backup_made(made: Backup | str, database: Path | None) -> None:

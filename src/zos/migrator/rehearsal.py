@@ -1,6 +1,12 @@
 """Dry runs: run pending migrations where the result can be thrown away, and report each one's
 time, SQL and error. SQLite rehearses on a copy; PostgreSQL in a transaction that is rolled
 back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
+
+A rehearsal promises no more than it ran: a backfill runs its first ``REHEARSED_BATCHES``
+batches only (so the live server is never locked longer than by the real run's first batches),
+with the whole table's time projected from their rate; and the rehearsal stops at the first
+migration that runs outside a transaction, listing the rest as not rehearsed, since they would
+run on a schema that lacks its change.
 """
 
 from __future__ import annotations
@@ -14,13 +20,26 @@ from typing import Any
 from sqlalchemy import Connection, event
 
 from zos.database import first_line
-from zos.migrator.backfill import end_key, start_key
+from zos.migrator.backfill import count_between, next_high, start_key
 from zos.migrator.dialects import Dialect
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.guard import owned_transaction
 from zos.snapshot import sqlite_copy
 
 __all__ = ["RehearsedMigration", "rehearse", "sqlite_copy"]
+
+
+# A backfill is rehearsed on this many batches, never the whole table.
+REHEARSED_BATCHES = 3
+
+
+@dataclass(frozen=True)
+class BackfillSample:
+    """How much of a backfill a rehearsal ran, and the whole table's time projected from it."""
+
+    rows_done: int
+    rows_total: int
+    projected_ms: int | None  # rows_total at the rehearsed rate; None when no row was done
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,7 @@ class RehearsedMigration:
     statements: tuple[str, ...] = ()
     error: str | None = None
     not_run: str | None = None
+    backfill: BackfillSample | None = None
 
 
 def rehearse(
@@ -72,12 +92,10 @@ def _rehearse(
                 )
                 continue
             if not migration.transactional:
-                results.append(
-                    RehearsedMigration(
-                        version, description, not_run="runs outside a transaction; not rehearsed"
-                    )
-                )
-                continue
+                # What follows would run on a schema that lacks this one's change: a failure
+                # there would be false, and so would a success. Stop here.
+                results.extend(_not_rehearsed(migration, pending))
+                break
             started = time.monotonic()
             statements: list[str] = []
             try:
@@ -86,7 +104,7 @@ def _rehearse(
                     dialect.watch(conn) as watch,
                     owned_transaction(conn),
                 ):
-                    _run_whole(conn, migration)
+                    sample = _run_sampled(conn, migration)
                 left = dialect.left_transaction(engine, conn, identity, failed=False)
                 if left is not None:
                     raise RuntimeError(
@@ -108,21 +126,58 @@ def _rehearse(
                 )
                 break
             results.append(
-                RehearsedMigration(version, description, _ms(started), tuple(statements))
+                RehearsedMigration(
+                    version, description, _ms(started), tuple(statements), backfill=sample
+                )
             )
         transaction.rollback()
     return results
 
 
-def _run_whole(conn: Connection, migration: LoadedMigration) -> None:
-    """The migration's schema part, then its backfill over every row at once."""
+def _not_rehearsed(
+    migration: LoadedMigration, pending: list[LoadedMigration]
+) -> list[RehearsedMigration]:
+    """The migration that cannot be rehearsed, and every one after it, each saying why."""
+    version = migration.script.version
+    after = [m for m in pending if m.script.version > version]
+    return [
+        RehearsedMigration(
+            version, migration.description, not_run="runs outside a transaction; not rehearsed"
+        ),
+        *(
+            RehearsedMigration(
+                m.script.version,
+                m.description,
+                not_run=f"not rehearsed: follows {version:03d}, which cannot be rehearsed",
+            )
+            for m in after
+        ),
+    ]
+
+
+def _run_sampled(conn: Connection, migration: LoadedMigration) -> BackfillSample | None:
+    """The migration's schema part, then its backfill's first ``REHEARSED_BATCHES`` batches
+    only, timed: the rehearsal holds its row locks no longer than the real run's first
+    batches would, and the whole table's time is projected from the rate."""
     if migration.upgrade is not None:
         migration.upgrade(conn)
-    if migration.batches is None or migration.backfill is None:
-        return
-    low = start_key(conn, migration.batches)
-    if low is not None:
-        migration.backfill(conn, low, end_key(conn, migration.batches))
+    batches, backfill = migration.batches, migration.backfill
+    if batches is None or backfill is None:
+        return None
+    low = start_key(conn, batches)
+    total = 0 if low is None else count_between(conn, batches, low)
+    done = 0
+    started = time.monotonic()
+    for _ in range(REHEARSED_BATCHES):
+        high = None if low is None else next_high(conn, batches, low)
+        if high is None:
+            break
+        done += count_between(conn, batches, low, high)
+        backfill(conn, low, high)
+        low = high
+    took = time.monotonic() - started
+    projected = None if done == 0 else int(took / done * total * 1000)
+    return BackfillSample(done, total, projected)
 
 
 @contextmanager

@@ -41,6 +41,13 @@ def status(report: StatusReport) -> None:
     if report.running:
         click.echo(f"Migration run in progress: {report.running}")
     click.echo(f"Current version: {plan.current_version}")
+    for row in plan.applied:
+        if not row.finished:
+            if row.version in plan.resumable:
+                what = "an interrupted backfill; 'zos db migrate' resumes it"
+            else:
+                what = "started and never finished; see the problems below"
+            click.echo(f"Unfinished migration: {row.version}: {row.description} ({what})")
     click.echo(f"Available migrations: {len(plan.scripts)} (newest: {plan.latest_version})")
     if plan.gaps:
         ranges = (str(low) if low == high else f"{low}\u2013{high}" for low, high in plan.gaps)
@@ -84,6 +91,7 @@ def status_document(report: StatusReport) -> dict[str, Any]:
         ],
         "problems": list(report.problems),
         "running": report.running,
+        "unfinished": [row.version for row in plan.applied if not row.finished],
     }
 
 

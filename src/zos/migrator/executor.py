@@ -183,7 +183,11 @@ class Executor:
                 f"{self.current_version}",
                 failed.signum,
             )
-        return MigrationFailed(f"{name} failed: {failed.reason}; {state}")
+        # The same version 'zos db status' calls current: the newest finished one.
+        return MigrationFailed(
+            f"{name} failed: {failed.reason}; {state}; the database is at version "
+            f"{self.current_version}"
+        )
 
     def rolled_back_or_marked(self, migration: LoadedMigration, failed: BodyFailed) -> str:
         """After an atomic attempt failed and was rolled back: the state it leaves, and a

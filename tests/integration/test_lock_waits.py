@@ -5,6 +5,9 @@ names the table and the session holding the lock, and leaves nothing to repair w
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -278,5 +281,37 @@ def test_under_load_a_migration_that_never_gets_its_lock_fails_cleanly(
     assert longest < LOAD_DDL_TIMEOUT + ONE_QUERY_SECONDS
     assert result.exit_code == 1
     assert "nothing was changed and nothing needs repair" in result.stderr
+    assert recorded(backend) == {1: "applied"}
+    assert "note" not in columns(backend)
+
+
+def test_a_run_stopped_while_it_waits_for_a_lock_leaves_nothing_to_repair(
+    server_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    backend = server_backend
+    folder = widgets_migrations(make_migrations, timeout=30, retries=0)
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    with reader_in_transaction(backend):
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "zos", "db", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            if "waiting for a lock on widgets" in line:
+                break
+        runner.send_signal(signal.SIGTERM)
+        _out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0] == (
+        "Error: interrupted by SIGTERM during 002_note.py: nothing was changed and nothing "
+        "needs repair; the database is at version 1"
+    )
     assert recorded(backend) == {1: "applied"}
     assert "note" not in columns(backend)

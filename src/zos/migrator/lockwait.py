@@ -6,7 +6,10 @@ migration is tried again after a pause, ``DDL_LOCK_RETRIES`` times (default 3).
 A try that gave up leaves nothing to repair: where the migration and its record are one
 transaction (SQLite, PostgreSQL) it was rolled back; where a ``started`` mark was committed
 first (MariaDB/MySQL, ``TRANSACTIONAL = False``) and the migration changed nothing before it
-gave up, the mark is removed; a backfill resumes from its last committed batch.
+gave up, the mark is removed; a backfill resumes from its last committed batch. The same holds
+when SIGINT or SIGTERM stops a migration that changed nothing yet (typically while it waits).
+Not removed: the mark of a ``TRANSACTIONAL = False`` migration on PostgreSQL, where a failed
+``CREATE INDEX CONCURRENTLY`` leaves an invalid index behind, and any mark after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event
 
-from zos.errors import MigrationFailed
+from zos.errors import Interrupted, MigrationFailed
 from zos.migrator import recorder
 from zos.migrator.events import EventKind, MigrationEvent
 from zos.migrator.records import State
@@ -72,6 +75,8 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
                 writes,
             ):
                 return apply()
+        except Interrupted as stop:
+            raise _interrupted(ex, migration, stop, wrote=writes.count > 0) from stop
         except MigrationFailed as failed:
             if not ex.dialect.is_lock_timeout(failed):
                 raise
@@ -91,6 +96,27 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
             with ex.interrupts.interruptible():
                 time.sleep(pause)
     raise AssertionError("unreachable: the last try returns or raises")
+
+
+def _interrupted(
+    ex: Executor, migration: LoadedMigration, stop: Interrupted, *, wrote: bool
+) -> Interrupted:
+    """A signal stopped the migration: when it had changed nothing yet (typically while it
+    waited for a lock), its ``started`` mark is removed and the error says nothing needs repair."""
+    try:
+        state = _settle(ex, migration, wrote=wrote)
+    except Exception:  # the original error says enough; the mark stays for 'zos db repair'
+        return stop
+    if state is None:
+        return stop
+    import signal
+
+    name = signal.Signals(stop.signum).name
+    return Interrupted(
+        f"interrupted by {name} during {migration.script.name}: {state}; the database is at "
+        f"version {ex.current_version}",
+        stop.signum,
+    )
 
 
 def _gave_up(
@@ -126,7 +152,7 @@ def _settle(ex: Executor, migration: LoadedMigration, *, wrote: bool) -> str | N
             return None
         if recorder.read_cursor(conn, version) is not None:
             return _RESUMES
-        if wrote:
+        if wrote or not (migration.transactional or ex.dialect.failed_statement_leaves_nothing):
             return None
         recorder.forget(conn, version)
         return _NOTHING_CHANGED

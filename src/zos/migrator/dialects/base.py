@@ -68,6 +68,9 @@ class Dialect(Protocol):
     name: str
     # Whether DDL rolls back with the transaction, so a migration and its record can be atomic.
     transactional_ddl: bool
+    # Whether a statement that fails (a lock wait given up, a cancel) leaves nothing behind, even
+    # outside a transaction; PostgreSQL's CREATE INDEX CONCURRENTLY leaves an invalid index.
+    failed_statement_leaves_nothing: bool
 
     def run_lock(self, engine: Engine) -> RunLock:
         """A run lock for the database ``engine`` points at (not yet taken)."""

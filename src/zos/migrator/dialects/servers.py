@@ -43,6 +43,7 @@ class ServerDialect:
 
     name = "server"
     transactional_ddl = True
+    failed_statement_leaves_nothing = False
 
     @contextlib.contextmanager
     def foreign_keys_suspended(self, conn: Connection) -> Iterator[None]:
@@ -88,6 +89,7 @@ class ServerDialect:
 class PostgresDialect(ServerDialect):
     name = "postgresql"
     transactional_ddl = True
+    failed_statement_leaves_nothing = False  # CREATE INDEX CONCURRENTLY, outside a transaction
 
     def run_lock(self, engine: Engine) -> PostgresRunLock:
         return PostgresRunLock(engine)
@@ -240,6 +242,9 @@ class MySQLDialect(ServerDialect):
     name = "mysql"
     # Every DDL statement commits at once: a migration is marked started before it runs.
     transactional_ddl = False
+    # DDL is atomic per statement (MariaDB 10.6 "Atomic DDL", MySQL 8.0 "Atomic Data Definition
+    # Statement Support"): a statement that fails leaves no half-made table behind.
+    failed_statement_leaves_nothing = True
 
     def run_lock(self, engine: Engine) -> MySQLRunLock:
         return MySQLRunLock(engine)

@@ -146,6 +146,7 @@ class _SqliteWatch:
 class SqliteDialect:
     name = "sqlite"
     transactional_ddl = True
+    failed_statement_leaves_nothing = True  # every statement is atomic in SQLite
 
     def __init__(self, database: Path | None) -> None:
         self.database = database

@@ -117,3 +117,18 @@ def test_a_rehearsal_stops_at_a_migration_it_cannot_rehearse(
     assert "FAILED" not in result.stdout
     real = run_cli("db", "migrate", env=env)
     assert real.exit_code == 0, real.stderr
+
+
+def test_a_postgresql_rehearsal_gives_up_a_lock_wait_like_the_real_run(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    from tests.integration.test_lock_waits import reader_in_transaction, widgets_migrations
+
+    for backend in _backend("postgresql", tmp_path):
+        folder = widgets_migrations(make_migrations)
+        env = backend.env(folder) | {"ZOS_DATABASE__DDL_LOCK_TIMEOUT_SECONDS": "1"}
+        assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+        with reader_in_transaction(backend):
+            result = run_cli("db", "migrate", "--dry-run", env=env)
+        assert result.exit_code == 1
+        assert re.search(r"  002: Add a note FAILED after \d+ ms: .*lock timeout", result.stdout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,12 @@ class RehearsedMigration:
 
 
 def rehearse(
-    conn: Connection, dialect: Dialect, pending: list[LoadedMigration], *, adopting: bool
+    conn: Connection,
+    dialect: Dialect,
+    pending: list[LoadedMigration],
+    *,
+    adopting: bool,
+    lock_timeout_seconds: float | None = None,
 ) -> list[RehearsedMigration]:
     """Run ``pending`` inside one transaction on ``conn`` and roll it all back.
 
@@ -64,9 +69,15 @@ def rehearse(
     ``adopting`` (an unversioned database) first asks each migration's ``check()``, as a real
     run would. Each migration runs under the real run's transaction discipline, so one that
     would commit is refused before its COMMIT reaches the database, and foreign keys are
-    suspended and checked as the real run does.
+    suspended and checked as the real run does. With ``lock_timeout_seconds``, every lock
+    wait gives up after that long (a failure of that migration), as in the real run.
     """
-    with dialect.foreign_keys_suspended(conn):
+    bounded = (
+        nullcontext()
+        if lock_timeout_seconds is None
+        else dialect.bounded_lock_waits(conn, lock_timeout_seconds)
+    )
+    with bounded, dialect.foreign_keys_suspended(conn):
         return _rehearse(conn, dialect, pending, adopting=adopting)
 
 

@@ -239,7 +239,13 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
                     plan, pending = _prepare(conn, scripts, target)
                     if dialect.transactional_ddl:
                         results, how = (
-                            rehearse(conn, dialect, pending, adopting=not plan.applied),
+                            rehearse(
+                                conn,
+                                dialect,
+                                pending,
+                                adopting=not plan.applied,
+                                lock_timeout_seconds=settings.database.ddl_lock_timeout_seconds,
+                            ),
                             "rollback",
                         )
                     else:

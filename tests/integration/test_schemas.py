@@ -128,3 +128,24 @@ def test_mariadb_schema_setting_names_the_database(
     assert result.exit_code == 0, result.stderr
     assert tables_in(backend, other_name) == {"_schema_version", "widgets"}
     assert tables_in(backend, backend.url.rsplit("/", 1)[1]) == set()
+
+
+def test_a_search_path_from_the_url_never_reads_another_schemas_history(
+    pg_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    backend = pg_backend
+    folder = make_migrations({"001_widgets.py": migration(1, "Widgets", CREATE_WIDGETS)})
+    assert run_cli("db", "migrate", env=backend.env(folder)).exit_code == 0  # public: version 1
+    engine = create_engine(backend.url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA tenant_b"))
+    engine.dispose()
+    env = backend.env(folder)
+    env["ZOS_DATABASE_URL"] = backend.url + "?options=-csearch_path%3Dtenant_b,public"
+
+    status = run_cli("db", "status", env=env)
+    assert "Current version: 0" in status.stdout, status.stdout + status.stderr
+    result = run_cli("db", "migrate", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "Migrated from version 0 to 1" in result.stdout
+    assert tables_in(backend, "tenant_b") == {"_schema_version", "widgets"}

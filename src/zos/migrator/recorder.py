@@ -81,8 +81,15 @@ def configured_schema(conn: Connection) -> str | None:
     return schema if isinstance(schema, str) else None
 
 
+def _home(conn: Connection) -> str | None:
+    """Where unqualified names create tables: ``database.schema``, else the session's own
+    (PostgreSQL's first existing schema on the search path). Asked of the inspector so that a
+    ``_schema_version`` of another schema further down the search path never counts."""
+    return configured_schema(conn) or conn.dialect.default_schema_name
+
+
 def has_version_table(conn: Connection) -> bool:
-    return inspect(conn).has_table(TABLE_NAME, schema=configured_schema(conn))
+    return inspect(conn).has_table(TABLE_NAME, schema=_home(conn))
 
 
 def ensure_version_table(conn: Connection) -> None:
@@ -194,7 +201,7 @@ def forget(conn: Connection, version: int) -> None:
 
 def read_cursors(conn: Connection) -> dict[int, BackfillCursor]:
     """Every unfinished backfill's cursor; empty, creating nothing, when there is no table."""
-    if not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=configured_schema(conn)):
+    if not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=_home(conn)):
         return {}
     rows = conn.execute(select(_cursors)).all()
     return {
@@ -217,7 +224,7 @@ def read_cursor(
     """The cursor of one backfill, or None when it has none (or there is no cursor table;
     ``table_exists`` skips that look when the caller knows)."""
     if not table_exists and not inspect(conn).has_table(
-        BACKFILL_TABLE_NAME, schema=configured_schema(conn)
+        BACKFILL_TABLE_NAME, schema=_home(conn)
     ):
         return None
     row = conn.execute(select(_cursors).where(_cursors.c.version == version)).first()

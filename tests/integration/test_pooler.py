@@ -160,3 +160,31 @@ def test_status_history_and_check_work_through_a_transaction_pooler(
     history = run_zos("db", "history", env=env)
     assert history.returncode == 0, history.stderr
     assert "001" in history.stdout
+
+
+def test_runners_started_together_through_a_pooler_all_refuse_and_change_nothing(
+    pg: Backend, pgbouncer: str, make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    folder = counted_migrations(make_migrations, 3, pause=0.1)
+    log = tmp_path / "runs.log"
+    env = pooled_env(pg, pgbouncer, folder, direct=False)
+    env["ZOS_TEST_RUN_LOG"] = str(log)
+    runners = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zos", "db", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(RUNNERS)
+    ]
+    outcomes = [runner.communicate(timeout=120) for runner in runners]
+    assert [runner.returncode for runner in runners] == [2] * RUNNERS, outcomes
+    for _out, err in outcomes:
+        assert err.strip().endswith("set database.migrate_url to the server directly")
+        assert "prepared statement" not in err
+    assert not log.exists()  # no migration body ran
+    engine = pg.engine()
+    assert inspect(engine).get_table_names() == []
+    engine.dispose()

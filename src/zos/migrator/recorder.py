@@ -223,9 +223,7 @@ def read_cursor(
 ) -> BackfillCursor | None:
     """The cursor of one backfill, or None when it has none (or there is no cursor table;
     ``table_exists`` skips that look when the caller knows)."""
-    if not table_exists and not inspect(conn).has_table(
-        BACKFILL_TABLE_NAME, schema=_home(conn)
-    ):
+    if not table_exists and not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=_home(conn)):
         return None
     row = conn.execute(select(_cursors).where(_cursors.c.version == version)).first()
     if row is None:

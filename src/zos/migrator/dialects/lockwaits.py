@@ -24,8 +24,10 @@ from sqlalchemy import exc, text
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-# How often the watcher looks at what the runner's connection waits for.
-POLL_SECONDS = 0.1
+# How often the watcher looks at what the runner's connection waits for: five times per lock
+# timeout, within these bounds (a long migration is watched the whole time it runs).
+MIN_POLL_SECONDS = 0.1
+MAX_POLL_SECONDS = 1.0
 # PostgreSQL's error for a lock not granted within lock_timeout; MariaDB/MySQL's for both waits.
 PG_LOCK_NOT_AVAILABLE = "55P03"
 MYSQL_LOCK_WAIT_TIMEOUT = 1205
@@ -64,8 +66,10 @@ class LockWaitWatch:
         look: Callable[[Connection], Blocked | None],
         on_blocked: Callable[[Blocked], None],
         delay: float,
+        poll: float = MIN_POLL_SECONDS,
     ) -> None:
         self.last: Blocked | None = None
+        self._poll = poll
         self._engine = engine
         self._look = look
         self._on_blocked = on_blocked
@@ -99,7 +103,7 @@ class LockWaitWatch:
                         if not told:
                             told = True
                             self._on_blocked(found)
-                    self._stop.wait(POLL_SECONDS)
+                    self._stop.wait(self._poll)
         except exc.SQLAlchemyError:
             return  # a sign of life only: the migration's own error says what went wrong
 
@@ -107,6 +111,11 @@ class LockWaitWatch:
 def watch_delay(seconds: float) -> float:
     """How long the watcher stays idle first: a quarter of the wait, at most a quarter second."""
     return min(0.25, seconds / 4)
+
+
+def poll_seconds(seconds: float) -> float:
+    """How often the watcher asks, for lock waits bounded at ``seconds``."""
+    return max(MIN_POLL_SECONDS, min(MAX_POLL_SECONDS, seconds / 5))
 
 
 def lock_timeout_error(error: BaseException | None, code: str | int) -> bool:

@@ -81,8 +81,8 @@ class ServerDialect:
         seconds: float,
         on_blocked: Callable[[Blocked], None],
     ) -> Iterator[LockWaitWatch | None]:
-        delay = lockwaits.watch_delay(seconds)
-        with LockWaitWatch(engine, self._looker(conn), on_blocked, delay) as watch:
+        delay, poll = lockwaits.watch_delay(seconds), lockwaits.poll_seconds(seconds)
+        with LockWaitWatch(engine, self._looker(conn), on_blocked, delay, poll) as watch:
             yield watch
 
 

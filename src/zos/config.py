@@ -30,6 +30,8 @@ DATABASE_URL_ENV = "ZOS_DATABASE_URL"
 # Longest wait zos accepts for any timeout: a day. Python's lock waits fail at once above
 # threading.TIMEOUT_MAX (~24.8 days on Linux), and no operator means more than a day.
 MAX_TIMEOUT_SECONDS = 86_400.0
+# A config file is a few hundred bytes; a bound keeps "--config /dev/zero" from eating memory.
+MAX_CONFIG_BYTES = 1 << 20
 # Variables with the prefix that are not settings: the test suite's and --traceback's.
 _NOT_SETTINGS = ("ZOS_TEST_", "ZOS_DEBUG")
 
@@ -50,7 +52,8 @@ def _text(value: object) -> str:
 
 
 def _path(value: object) -> Path:
-    return value if isinstance(value, Path) else Path(_text(value))
+    # "~/zdata" means the home folder, as in a shell; Path() alone would make a folder named "~".
+    return (value if isinstance(value, Path) else Path(_text(value))).expanduser()
 
 
 def _optional_path(value: object) -> Path | None:
@@ -329,19 +332,38 @@ def _suggestion(suffix: str) -> str:
     return f" (settings are named like {known})"
 
 
+def _read_config_text(path: Path) -> str:
+    """The file's text; a device, FIFO or socket is refused before it is opened (a FIFO would
+    block the open until a writer came), and the read stops past ``MAX_CONFIG_BYTES``."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"config file {path} is a directory")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"config file {path} is not a regular file")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; "
+                "a zos config file is a few lines of YAML"
+            )
+        return data.decode("utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
 def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:
     if path is None:
         if not DEFAULT_CONFIG_PATH.is_file():
             return {}, "defaults"
         path = DEFAULT_CONFIG_PATH
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(f"config file {path} is a directory") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    path = path.expanduser()
+    text = _read_config_text(path)
     import yaml  # only when there is a file to read: its import is slow
 
     try:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sqlite3
@@ -18,7 +19,7 @@ from sqlalchemy.engine import URL
 
 from zos.config import Settings
 from zos.errors import ConfigError, DatabaseUnavailable
-from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_read_uri
+from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_folder_problem, sqlite_read_uri
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -38,6 +39,20 @@ __all__ = [
 SQLITE_BEGIN_IMMEDIATE = "zos_sqlite_begin_immediate"
 # Execution option that leaves an SQLite connection without BEGIN, each statement on its own.
 SQLITE_AUTOCOMMIT = "zos_sqlite_autocommit"
+
+# What a driver (or SQLAlchemy converting for it) raises for a URL query option it cannot take:
+# an unknown charset (AttributeError in PyMySQL), a missing ssl_ca file (OSError), a value of
+# the wrong type (ValueError, TypeError, ArgumentError), an unknown encoding (LookupError), an
+# option PyMySQL declares but lacks (NotImplementedError: compress, named_pipe).
+_OPTION_REFUSALS = (
+    exc.ArgumentError,
+    NotImplementedError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    OSError,
+    LookupError,
+)
 
 _DRIVER_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 # Each driver's name for the bound on connecting (database.connect_timeout_seconds).
@@ -77,19 +92,28 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def resolve_target(settings: Settings, url: str | None = None) -> DatabaseTarget:
+def resolve_target(
+    settings: Settings, url: str | None = None, *, migrate: bool = False
+) -> DatabaseTarget:
     """Parse the database URL in force (or ``url``) with ``zos.urls.parse_url``.
 
-    The SQLAlchemy URL is built from the parsed parts, so SQLAlchemy and the standard-library
-    read path agree on the file or server, and the display never shows a password.
+    ``migrate`` picks ``database.migrate_url`` when it is set: the URL of the commands that
+    change the schema (migrate, dry-run, repair). The SQLAlchemy URL is built from the parsed
+    parts, so SQLAlchemy and the standard-library read path agree on the file or server, and
+    the display never shows a password.
 
     Raises:
-        ConfigError: the URL cannot be parsed or names an unsupported database or driver.
+        ConfigError: the URL cannot be parsed or names an unsupported database or driver, or
+            an SQLite file's folder is a file.
     """
+    raw = url or (settings.database.migrate_url if migrate else None) or settings.database_url
     try:
-        parsed = parse_url(url or settings.database_url)
+        parsed = parse_url(raw)
     except InvalidUrl as error:
         raise ConfigError(f"database URL is not valid: {error}") from error
+    problem = parsed.sqlite_path and sqlite_folder_problem(parsed.sqlite_path)
+    if problem:
+        raise ConfigError(problem)
     query: dict[str, list[str]] = {}
     for key, value in parsed.query:
         query.setdefault(key, []).append(value)
@@ -107,24 +131,29 @@ def resolve_target(settings: Settings, url: str | None = None) -> DatabaseTarget
     return DatabaseTarget(sa_url, parsed.display, parsed.backend, parsed.sqlite_path)
 
 
-def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = None) -> Engine:
+def get_engine(
+    settings: Settings, *, readonly: bool = False, url: str | None = None, migrate: bool = False
+) -> Engine:
     """An engine for the configured database; nothing is opened until first use.
 
     A writable SQLite engine creates the default data directory when it is missing, and runs
     every connection in WAL mode with foreign keys on and a busy timeout. A ``readonly`` SQLite
     engine changes nothing in the file, not even its journal mode. ``url`` replaces the
-    configured URL (for a rehearsal copy).
+    configured URL (for a rehearsal copy); ``migrate`` picks ``database.migrate_url`` as
+    ``resolve_target`` does.
 
     Raises:
-        ConfigError: the URL is invalid or its driver is not installed.
-        DatabaseUnavailable: the SQLite file's directory does not exist.
+        ConfigError: the URL is invalid, its driver is not installed, or the driver refuses
+            one of its query options.
+        DatabaseUnavailable: the SQLite file's directory does not exist or cannot be made.
     """
-    target = resolve_target(settings, url)
+    target = resolve_target(settings, url, migrate=migrate)
     if target.backend == "sqlite":
         return _sqlite_engine(target, settings, readonly=readonly)
     connect_args: dict[str, Any] = {}
     if target.backend == "mysql" and "charset" not in target.url.query:
         connect_args["charset"] = "utf8mb4"
+    _check_pymysql_charset(target)
     password = target.url.password
     if target.url.get_driver_name() == "pymysql" and password and not password.isascii():
         # PyMySQL encodes a text password as Latin-1 and fails on anything else; a password set
@@ -164,6 +193,11 @@ def get_engine(settings: Settings, *, readonly: bool = False, url: str | None = 
             f"the driver for {target.display} is not installed; install it with "
             f"pip install 'zos[{extra}]'"
         ) from error
+    except _OPTION_REFUSALS as error:
+        # SQLAlchemy converts the query options for the driver here (create_connect_args).
+        if not target.url.query:
+            raise
+        raise _option_refused(target.display, error) from error
     if answer_bound:
         event.listen(engine, "connect", _unbounded_reads)
     if schema is not None and target.backend == "postgresql":
@@ -227,24 +261,47 @@ def open_connection(engine: Engine, display: str | None = None) -> Connection:
         raise DatabaseUnavailable(
             f"cannot connect to {display}: {first_line(error.orig)}"
         ) from error
-    except (TypeError, ValueError) as error:
+    except _OPTION_REFUSALS as error:
         # The URL's query options reach the driver as keyword arguments, unchecked by
-        # SQLAlchemy: an option the driver lacks, or a value it cannot take, fails here.
+        # SQLAlchemy: an option the driver lacks, or a value it cannot take, fails here. With
+        # no options, such an error is a bug in zos and keeps its traceback.
+        if not engine.url.query:
+            raise
+        raise _option_refused(display, error) from error
+
+
+def _check_pymysql_charset(target: DatabaseTarget) -> None:
+    """PyMySQL fails an unknown ``charset`` with an AttributeError deep in connect; say what
+    is wrong instead.
+
+    Raises:
+        ConfigError: PyMySQL knows no character set of that name.
+    """
+    charset = target.url.query.get("charset")
+    if target.url.get_driver_name() != "pymysql" or not isinstance(charset, str):
+        return
+    try:
+        # Looked up by name: PyMySQL ships no type stubs.
+        charsets: Any = importlib.import_module("pymysql.charset")
+    except ImportError:
+        return  # create_engine says the driver is not installed
+    if charsets.charset_by_name(charset) is None:
         raise ConfigError(
-            f"cannot connect to {display}: the driver refused an option of the URL: "
-            f"{first_line(error)}"
-        ) from error
+            f"cannot connect to {target.display}: URL option 'charset': PyMySQL knows no "
+            f"character set {charset!r} (e.g. utf8mb4)"
+        )
+
+
+def _option_refused(display: str, error: BaseException) -> ConfigError:
+    return ConfigError(
+        f"cannot connect to {display}: the driver refused an option of the URL: {first_line(error)}"
+    )
 
 
 def first_line(error: BaseException | None) -> str:
     """The first line of a driver's message, with any password masked."""
     text = str(error).strip() if error is not None else ""
     return mask_url(text.splitlines()[0]) if text else type(error).__name__
-
-
-def set_busy_timeout(conn: Connection, milliseconds: int) -> None:
-    """Change how long an SQLite connection waits for a lock, outside any transaction."""
-    sqlite_pragma(conn, f"busy_timeout = {int(milliseconds)}")
 
 
 def set_foreign_keys(conn: Connection, enabled: bool) -> None:
@@ -326,7 +383,13 @@ def _ensure_directory(path: Path, settings: Settings) -> None:
     if directory.is_dir():
         return
     if directory.resolve() == settings.data_dir.resolve():
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            # e.g. a file where a parent folder should be, or no permission to create it.
+            raise DatabaseUnavailable(
+                f"cannot create the data directory {directory}: {error.strerror or error}"
+            ) from error
         return
     raise DatabaseUnavailable(
         f"cannot open SQLite database {path}: directory {directory} does not exist"

@@ -7,6 +7,7 @@ read the same URL as the same file or server.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ __all__ = [
     "InvalidUrl",
     "mask_url",
     "parse_url",
+    "sqlite_folder_problem",
     "sqlite_read_uri",
     "sqlite_url",
 ]
@@ -53,6 +55,40 @@ _SECRETS: set[str] = set()
 _MIN_SECRET = 4  # shorter strings would mask ordinary words in messages
 MAX_PORT = 65535
 
+# URL query options whose values SQLAlchemy converts before the driver sees them; a value it
+# cannot convert would end in a traceback, so it is checked here, once, for every command.
+# Booleans are read as SQLAlchemy's ``util.asbool`` reads them.
+_TRUE = frozenset({"true", "yes", "on", "y", "t", "1"})
+_FALSE = frozenset({"false", "no", "off", "n", "f", "0"})
+# What SQLAlchemy's pysqlite dialect hands to sqlite3.connect() (pysqlite.create_connect_args).
+# isolation_level is left out: zos takes over BEGIN itself (see zos.database).
+_SQLITE_OPTIONS = {
+    "uri": "bool",
+    "timeout": "seconds",
+    "check_same_thread": "bool",
+    "cached_statements": "count",
+    "detect_types": "count",
+}
+# SQLite URI parameters (https://sqlite.org/uri.html) zos can honour on every path: the others
+# (vfs, immutable, nolock, psow, modeof, mode=memory) change which file is read or how safely.
+_SQLITE_URI_OPTIONS = {
+    "mode": frozenset({"ro", "rw", "rwc"}),
+    "cache": frozenset({"shared", "private"}),
+}
+# Server options converted by SQLAlchemy (mysqldb.create_connect_args) or, for port, duplicating
+# a part of the URL (PostgreSQL's multihost parser requires integers).
+_SERVER_OPTIONS = {
+    "port": "port",
+    "connect_timeout": "count",
+    "read_timeout": "count",
+    "write_timeout": "count",
+    "client_flag": "count",
+    "compress": "bool",
+    "local_infile": "bool",
+    "use_unicode": "bool",
+    "ssl_check_hostname": "bool",
+}
+
 
 class InvalidUrl(ValueError):
     """A database URL zos cannot use; the message names the problem and never quotes the URL."""
@@ -79,9 +115,15 @@ class DatabaseUrl:
 
     @property
     def sqlite_path(self) -> Path | None:
-        """The SQLite file this URL names; None for another backend or an in-memory database."""
+        """The SQLite file this URL names; None for another backend or an in-memory database.
+
+        With ``uri=true`` the database is a ``file:`` URI and this is the file it names, the one
+        sqlite3 opens, so the standard-library read path opens that same file.
+        """
         if self.backend != "sqlite" or self.database in (None, "", ":memory:"):
             return None
+        if _sqlite_uri(self.query):
+            return Path(_uri_file(self.database))
         return Path(self.database)
 
 
@@ -124,6 +166,18 @@ def sqlite_url(path: Path | str) -> str:
     """The ``sqlite:///`` URL of ``path``, escaped so that ``parse_url`` gives ``path`` back."""
     # parse_url decodes the path and ends it at "?", so only those two need escaping.
     return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
+
+
+def sqlite_folder_problem(path: Path) -> str | None:
+    """Why the folder of the SQLite file ``path`` cannot hold it, or None when it can (or does
+    not exist yet: a writer creates the data directory)."""
+    # The nearest folder that exists must be a folder: "afile/sub/zos.db" can never be made.
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if folder.is_dir():
+                return None
+            return f"cannot use SQLite database {path}: {folder} is a file, not a folder"
+    return None
 
 
 def sqlite_read_uri(path: Path) -> str:
@@ -173,6 +227,7 @@ def _sqlite(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
         )
     if database is not None and "\x00" in database:
         raise InvalidUrl("the SQLite path contains a NUL character")
+    _check_sqlite_query(database, query)
     display = f"{scheme}//{path}{_display_query(query)}"
     return DatabaseUrl(
         backend, scheme[:-1], driver, None, None, None, None, database, query, display
@@ -191,6 +246,9 @@ def _server(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
     rest, query = _split_query(rest)
     hostport, slash, database = rest.partition("/")
     host, port = _host_port(hostport)
+    # SQLAlchemy reads libpq's multihost form, host=A&host=B (and port=, the same way).
+    _check_repeats(query, frozenset({"host", "port"}) if backend == "postgresql" else frozenset())
+    _check_options(query, _SERVER_OPTIONS, backend)
     database = unquote(database) if slash else ""
     if not database:
         raise InvalidUrl(f"a {backend} URL must name its database: …/DATABASE_NAME")
@@ -204,6 +262,100 @@ def _server(scheme: str, backend: Backend, driver: str, rest: str) -> DatabaseUr
     return DatabaseUrl(
         backend, scheme[:-1], driver, username, password, host, port, database, query, display
     )
+
+
+def _check_sqlite_query(database: str | None, query: tuple[tuple[str, str], ...]) -> None:
+    """Refuse an option SQLAlchemy would ignore with a warning, or that would make the read
+    path and the write path open different files.
+
+    Raises:
+        InvalidUrl: an unknown option, a bad value, or ``uri=true`` without a ``file:`` name.
+    """
+    _check_repeats(query, frozenset())
+    uri = _sqlite_uri(query)
+    for key, value in query:
+        if key in _SQLITE_OPTIONS:
+            continue
+        if uri and key in _SQLITE_URI_OPTIONS:
+            if value not in _SQLITE_URI_OPTIONS[key]:
+                allowed = ", ".join(sorted(_SQLITE_URI_OPTIONS[key]))
+                raise InvalidUrl(f"SQLite URL option {key}={value!r}: zos accepts {allowed}")
+            continue
+        names = ", ".join(
+            [*_SQLITE_OPTIONS, *(f"{name} (with uri=true)" for name in _SQLITE_URI_OPTIONS)]
+        )
+        raise InvalidUrl(f"unknown SQLite URL option '{key}' (zos accepts {names})")
+    _check_options(query, _SQLITE_OPTIONS, "SQLite")
+    if uri and not (database or "").startswith("file:"):
+        raise InvalidUrl(
+            "with uri=true the SQLite database must be a file: URI (sqlite:///file:path?uri=true)"
+        )
+    if uri and not _uri_file(database or ""):
+        raise InvalidUrl("the file: URI names no file")
+
+
+def _check_repeats(query: tuple[tuple[str, str], ...], repeatable: frozenset[str]) -> None:
+    """Refuse an option given twice: SQLAlchemy would pass both values on as a tuple, which
+    the driver cannot take.
+
+    Raises:
+        InvalidUrl: naming the option.
+    """
+    keys = [key for key, _ in query if key not in repeatable]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise InvalidUrl(f"URL option '{twice[0]}' is given more than once")
+
+
+def _check_options(query: tuple[tuple[str, str], ...], kinds: dict[str, str], name: str) -> None:
+    """Each value of an option in ``kinds`` is one SQLAlchemy or the driver can convert.
+
+    Raises:
+        InvalidUrl: naming the option and what it takes (its value may be a secret: not shown).
+    """
+    for key, value in query:
+        kind = kinds.get(key)
+        if kind is None or _fits(kind, value):
+            continue
+        wanted = {
+            "bool": "true or false",
+            "count": "a whole number",
+            "seconds": "a number of seconds",
+            "port": f"a number from 1 to {MAX_PORT}",
+        }[kind]
+        raise InvalidUrl(f"{name} URL option '{key}' must be {wanted}")
+
+
+def _fits(kind: str, value: str) -> bool:
+    text = value.strip()
+    if kind == "bool":
+        return text.lower() in _TRUE | _FALSE
+    if kind == "seconds":
+        try:
+            return math.isfinite(float(text)) and float(text) >= 0
+        except ValueError:
+            return False
+    if not text.isascii() or not text.isdigit():
+        return False
+    return kind != "port" or 1 <= int(text) <= MAX_PORT
+
+
+def _sqlite_uri(query: tuple[tuple[str, str], ...]) -> bool:
+    # The last value wins, as in SQLAlchemy's coerce_kw_type of a repeated key.
+    values = [value for key, value in query if key == "uri"]
+    return bool(values) and values[-1].strip().lower() in _TRUE
+
+
+def _uri_file(database: str) -> str:
+    """The file named by the ``file:`` URI ``database``, as SQLite reads it."""
+    rest = database[len("file:") :]
+    if rest.startswith("//"):
+        # file://localhost/abs or file:///abs: SQLite takes only an empty or "localhost" host.
+        host, _, path = rest[2:].partition("/")
+        if host not in ("", "localhost"):
+            raise InvalidUrl("a file: URI may name no host other than localhost")
+        rest = "/" + path
+    return unquote(rest.partition("#")[0])
 
 
 def _split_userinfo(text: str) -> tuple[str | None, str]:

@@ -50,6 +50,31 @@ SQLITE_SHAPES = [
     "sqlite+aiosqlite:///{dir}/zos.db",
     "sqlite://zos:{enc}@/{dir}/zos.db",
 ]
+# URL query options (issue 11 review): bad values SQLAlchemy or the driver would choke on,
+# options SQLite would ignore, file: URIs, repeats, and a few that are fine.
+OPTIONS = [
+    "",
+    "",
+    "charset=nope",
+    "read_timeout=abc",
+    "client_flag=abc",
+    "local_infile=2",
+    "ssl_ca=/nonexistent/ca.pem",
+    "port=abc",
+    "connect_timeout=-1",
+    "sslmode=bogus",
+    "timeout=abc",
+    "timeout=1&timeout=2",
+    "check_same_thread=maybe",
+    "mode=ro",
+    "uri=true",
+    "uri=true&mode=memory",
+    "isolation_level=SERIALIZABLE",
+    "cached_statements=x",
+    "timeout=5",
+    "compress=true",
+    "unknown_zz=1",
+]
 NOISE = st.sampled_from(
     [
         {},
@@ -111,6 +136,8 @@ def leaked_pieces(password: str, output: str, elsewhere: str) -> list[str]:
     where=st.sampled_from(["env", "nested-env", "json-env", "file", "file-migrate-url"]),
     noise=NOISE,
     command=st.sampled_from(COMMANDS),
+    # Half the examples without an option, so the URL shapes above are tried as often as before.
+    option=st.just("") | st.sampled_from(OPTIONS),
 )
 def test_no_input_gives_a_traceback_or_shows_a_password(
     tmp_path: Path,
@@ -120,9 +147,12 @@ def test_no_input_gives_a_traceback_or_shows_a_password(
     where: str,
     noise: dict[str, str],
     command: tuple[str, ...],
+    option: str,
 ) -> None:
     folder = tmp_path / f"example_{next(_counter)}"
     (folder / "my db").mkdir(parents=True)
+    if option:
+        shape += ("&" if "?" in shape else "?") + option
     url = url_of(shape, password, folder, scheme)
     env, options = place(url, where, folder)
     env = {**env, **noise, "ZOS_DATA_DIR": str(folder / "data")}
@@ -131,6 +161,7 @@ def test_no_input_gives_a_traceback_or_shows_a_password(
     output = result.stdout + result.stderr
     assert result.exit_code in (0, 1, 2), output
     event(f"exit code {result.exit_code}")
+    event(f"query option {option or '(none)'}")
     assert "Traceback" not in output
     # What the same input prints with another password: pieces found there are not leaks.
     other = folder / "other"

@@ -220,3 +220,21 @@ def test_a_bad_timestamp_in_the_history_is_one_line_naming_it_in_every_command(
     break_history_row(backend, folder, "applied_at = 'yesterday'")
     url = backend.url if reader == "stdlib" else backend.url + "?timeout=5"
     assert_every_command_names_the_row(backend, folder, url, "applied_at 'yesterday'")
+
+
+def test_a_legacy_record_is_brought_up_to_date_so_a_later_reformat_is_no_edit(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations({"001_t1.py": ANNOTATED.format(n=1)})
+    assert cli(backend, "db", "migrate", migrations=folder)[0] == 0
+    path = folder / "001_t1.py"
+    legacy = hashlib.sha256(path.read_bytes()).hexdigest()
+    engine = backend.engine()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE _schema_version SET checksum = :c"), {"c": legacy})
+    engine.dispose()
+    assert cli(backend, "db", "migrate", migrations=folder)[::2] == (0, "")
+    # Only the form changes: comments and blank lines, which the old byte checksum counted.
+    path.write_text("# reformatted\n\n" + path.read_text() + "\n\n# end\n")
+    assert cli(backend, "db", "status", migrations=folder)[::2] == (0, "")
+    assert cli(backend, "db", "migrate", migrations=folder)[::2] == (0, "")

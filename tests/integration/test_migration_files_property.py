@@ -65,8 +65,15 @@ BODIES = (
     ],
 )
 EXTRAS = (
-    ["", "# just a comment\n", "TRANSACTIONAL = True\n"],
-    ["TRANSACTIONAL = 1\n", "return 1\n", "VERSION = 99\n"],
+    ["", "# just a comment\n", "TRANSACTIONAL = True\n", "import json\n"],
+    [
+        "TRANSACTIONAL = 1\n",
+        "return 1\n",
+        "VERSION = 99\n",
+        # A module that cannot be found: status must refuse it as migrate does (issue 11).
+        "import zos_no_such_module_zz\n",
+        "from _no_helper_zz import x\n",
+    ],
 )
 ENCODINGS = (["utf-8", "bom", "crlf", "latin-1"], ["utf-16", "nul"])
 

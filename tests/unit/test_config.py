@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -316,3 +317,31 @@ def test_any_value_of_any_key_gives_settings_or_one_error_naming_the_key(
             assert "\n" not in error.message
         finally:
             os.environ.pop(variable, None)
+
+
+def test_a_config_path_that_is_not_a_regular_file_is_refused_without_opening_it(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(Path("/dev/zero"))
+
+
+def test_a_config_file_past_the_size_bound_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_settings(path)
+
+
+def test_a_tilde_in_a_path_setting_or_the_config_path_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "zos.yaml").write_text("data_dir: ~/zdata\nmigrations_dir: ~/mig\n")
+    settings = load_settings(Path("~/zos.yaml"))
+    assert settings.data_dir == tmp_path / "zdata"
+    assert settings.migrations_dir == tmp_path / "mig"

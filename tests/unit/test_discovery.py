@@ -193,12 +193,25 @@ def test_an_incomplete_or_broken_file_is_found_without_running_it(
     assert load_problems == [] and len(loaded) == len(scripts) - 1
 
 
-def test_what_only_importing_shows_is_reported_the_same_way() -> None:
+def test_a_module_that_cannot_be_found_is_found_without_importing_in_migrate_s_words() -> None:
+    # Issue 11: status, check and the guard give the verdict migrate gives, in the same words.
     scripts, problems = find_migrations(FIXTURES / "import_error")
+    assert problems == [
+        "001_initial.py: fails to import: ModuleNotFoundError: No module named 'zos_no_such_module'"
+    ]
+    assert [script.code for script in scripts] == [None]
+
+
+def test_what_only_importing_shows_is_reported_the_same_way(tmp_path: Path) -> None:
+    (tmp_path / "001_initial.py").write_text(
+        "from sqlalchemy import no_such_name_zz\nVERSION = 1\nDESCRIPTION = 'x'\n\n\n"
+        "def upgrade(conn):\n    pass\n"
+    )
+    scripts, problems = find_migrations(tmp_path)
     assert problems == []
     _, load_problems = load_migrations(scripts)
     assert [p.split(":")[0] for p in load_problems] == ["001_initial.py"]
-    assert re.match(r"001_initial\.py: fails to import: ModuleNotFoundError: ", load_problems[0])
+    assert re.match(r"001_initial\.py: fails to import: ImportError: ", load_problems[0])
 
 
 HEAD = "VERSION = 1\nDESCRIPTION = 'One'\n"
@@ -389,3 +402,63 @@ def test_status_and_the_guard_check_every_file_without_importing_sqlalchemy(
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.splitlines() == ["SchemaNotCurrent", "1 False"]
+
+
+def test_helper_packages_and_relative_imports_of_helpers_load_from_the_folder(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "migrations"
+    (folder / "_pkg" / "deep").mkdir(parents=True)
+    (folder / "_pkg" / "__init__.py").write_text("ROOT = 'pkg'\n")
+    (folder / "_pkg" / "names.py").write_text("from . import deep\nNAME = 'names'\n")
+    (folder / "_pkg" / "deep" / "leaf.py").write_text("from ..names import NAME\nLEAF = NAME\n")
+    (folder / "_c.py").write_text("C = 'c'\n")
+    (folder / "001_one.py").write_text(
+        "import _pkg.names\nfrom _pkg.deep.leaf import LEAF\nfrom . import _c\n"
+        "from _pkg import ROOT\n"
+        + migration(1, "One", "conn.extend([_pkg.names.NAME, LEAF, _c.C, ROOT])")
+    )
+    scripts, problems = find_migrations(folder)
+    assert problems == []
+    loaded, load_problems = load_migrations(scripts)
+    assert load_problems == []
+    ran: list[str] = []
+    loaded[0].upgrade(ran)  # type: ignore[arg-type, misc]
+    assert ran == ["names", "names", "c", "pkg"]
+    assert not any(name.startswith("_pkg") for name in sys.modules)
+
+
+@pytest.mark.parametrize(
+    ("line", "missing"),
+    [
+        ("import zos_no_such_zz", "zos_no_such_zz"),
+        ("from zos_no_such_zz.sub import x", "zos_no_such_zz"),
+        ("import _no_helper_zz", "_no_helper_zz"),
+        ("from . import _no_helper_zz", "_no_helper_zz"),
+    ],
+)
+def test_a_top_level_import_that_cannot_be_found_is_the_static_verdict(
+    make_migrations: MakeMigrations, line: str, missing: str
+) -> None:
+    folder = make_migrations({"001_one.py": f"{line}\n" + migration(1, "One")})
+    scripts, problems = find_migrations(folder)
+    assert problems == [
+        f"001_one.py: fails to import: ModuleNotFoundError: No module named '{missing}'"
+    ]
+    assert load_migrations(scripts) == ([], [])
+
+
+def test_an_import_inside_try_is_left_to_the_import(make_migrations: MakeMigrations) -> None:
+    body = "try:\n    import zos_no_such_zz\nexcept ImportError:\n    zos_no_such_zz = None\n"
+    folder = make_migrations({"001_one.py": body + migration(1, "One")})
+    scripts, problems = find_migrations(folder)
+    assert problems == []
+    assert load_migrations(scripts)[1] == []
+
+
+def test_an_unreadable_file_keeps_its_number(make_migrations: MakeMigrations) -> None:
+    folder = make_migrations({"001_one.py": migration(1, "One")})
+    (folder / "002_two.py").symlink_to(folder / "missing.py")
+    scripts, problems = find_migrations(folder)
+    assert [script.version for script in scripts] == [1, 2]
+    assert problems == ["002_two.py: cannot be read: No such file or directory"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,8 +13,9 @@ from hypothesis import strategies as st
 
 from zos.config import Settings
 from zos.database import first_line, resolve_target
+from zos.errors import ConfigError
 from zos.migrator.reader import plain_sqlite_path
-from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_url
+from zos.urls import InvalidUrl, mask_url, parse_url, sqlite_folder_problem, sqlite_url
 
 
 def test_a_server_url_is_split_into_its_parts_and_displayed_without_the_password() -> None:
@@ -167,15 +169,138 @@ def test_the_display_of_a_server_url_never_holds_a_piece_of_its_password(
 ) -> None:
     secret = quote(password, safe="") if encoded else password
     if query_password:
-        raw = f"postgresql+psycopg://{user}@db.internal:5432/zos?sslmode=x&password={secret}"
+        shape = "postgresql+psycopg://{user}@db.internal:5432/zos?sslmode=x&password={secret}"
     else:
-        raw = f"postgresql+psycopg://{user}:{secret}@db.internal:5432/zos?sslmode=x"
+        shape = "postgresql+psycopg://{user}:{secret}@db.internal:5432/zos?sslmode=x"
+    raw = shape.format(user=user, secret=secret)
     try:
         url = parse_url(raw)
     except InvalidUrl as error:
         shown = str(error)
     else:
         shown = url.display
-    elsewhere = raw.replace(secret, "")
+    # The URL without its password (not raw.replace: a password may be a piece of "sslmode").
+    elsewhere = shape.format(user=user, secret="") + shape.format(user=user, secret="***")
     pieces = {password[i : i + 4] for i in range(len(password) - 3)}
     assert [p for p in pieces if p in shown and p not in elsewhere] == []
+
+
+# Query options (issue 11): every option is checked once by parse_url, so each command gives the
+# same verdict, and what parse_url accepts SQLAlchemy's dialect converts without an error.
+_OPTION_KEYS = [
+    "timeout",
+    "check_same_thread",
+    "cached_statements",
+    "detect_types",
+    "uri",
+    "mode",
+    "cache",
+    "isolation_level",
+    "vfs",
+    "port",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "client_flag",
+    "local_infile",
+    "compress",
+    "use_unicode",
+    "ssl_check_hostname",
+    "charset",
+    "sslmode",
+]
+_OPTION_VALUES = st.sampled_from(
+    ["", "1", "0", "2", "-1", "abc", "true", "maybe", "1.5", "inf", "nan", "ro", "rwc", "memory"]
+) | st.text(string.ascii_letters + string.digits + ".-_ ", max_size=6)
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("timeout=abc", "'timeout' must be a number of seconds"),
+        ("timeout=inf", "'timeout' must be a number of seconds"),
+        ("check_same_thread=maybe", "'check_same_thread' must be true or false"),
+        ("mode=ro", "unknown SQLite URL option 'mode'"),
+        ("isolation_level=SERIALIZABLE", "unknown SQLite URL option 'isolation_level'"),
+        ("uri=true", "must be a file: URI"),
+        ("uri=true&vfs=unix-none", "unknown SQLite URL option 'vfs'"),
+        ("uri=true&mode=memory", "mode='memory'"),
+    ],
+)
+def test_an_sqlite_option_zos_cannot_honour_is_refused_by_the_parser(
+    query: str, words: str
+) -> None:
+    with pytest.raises(InvalidUrl, match=words.replace("(", r"\(")):
+        parse_url(f"sqlite:///data/zos.db?{query}")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgresql+psycopg://zos@db/zos?port=abc",
+        "mysql+pymysql://zos@db/zos?read_timeout=abc",
+        "mysql+pymysql://zos@db/zos?client_flag=1.5",
+        "mysql+pymysql://zos@db/zos?local_infile=2",
+        "mariadb+pymysql://zos@db/zos?port=70000",
+    ],
+)
+def test_a_server_option_sqlalchemy_cannot_convert_is_refused_by_the_parser(raw: str) -> None:
+    with pytest.raises(InvalidUrl, match="URL option '"):
+        parse_url(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ("sqlite:///file:b.db?mode=rwc&uri=true", Path("b.db")),
+        ("sqlite:///file:///tmp/x%20y.db?uri=true&mode=ro", Path("/tmp/x y.db")),
+        ("sqlite:///file://localhost/tmp/z.db?uri=1", Path("/tmp/z.db")),
+    ],
+)
+def test_an_sqlite_uri_filename_is_the_file_sqlalchemy_opens(raw: str, path: Path) -> None:
+    target = resolve_target(Settings(database={"url": raw}))  # type: ignore[arg-type]
+    assert target.sqlite_path == path
+    (filename,), _ = target.url.get_dialect()().create_connect_args(target.url)
+    assert str(filename).startswith("file:") and target.url.query["uri"]
+
+
+@settings(derandomize=True, max_examples=1000, deadline=None)
+@given(
+    base=st.sampled_from(
+        [
+            "sqlite:///data/zos.db",
+            "sqlite:///file:data/zos.db",
+            "postgresql+psycopg://zos@db/zos",
+            "mysql+pymysql://zos@db/zos",
+        ]
+    ),
+    options=st.lists(st.tuples(st.sampled_from(_OPTION_KEYS), _OPTION_VALUES), max_size=3),
+)
+def test_a_url_option_is_refused_by_the_parser_or_converted_by_sqlalchemy(
+    base: str, options: list[tuple[str, str]]
+) -> None:
+    raw = base + ("?" + "&".join(f"{k}={quote(v)}" for k, v in options) if options else "")
+    try:
+        target = resolve_target(Settings(database={"url": raw}))  # type: ignore[arg-type]
+    except ConfigError as error:
+        assert "URL" in str(error) and "\n" not in str(error)
+        return
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an option SQLAlchemy would ignore with a warning
+        target.url.get_dialect()().create_connect_args(target.url)
+    if target.backend == "sqlite" and target.sqlite_path is not None:
+        # The read path (status, the guard) opens the file SQLAlchemy opens.
+        uri = dict(target.url.query).get("uri") in ("1", "true", "yes", "on", "y", "t")
+        database = str(target.url.database)
+        expected = database.removeprefix("file:") if uri else database
+        assert target.sqlite_path == Path(expected)
+
+
+def test_a_file_where_a_folder_of_the_sqlite_path_should_be_is_named(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for path in (tmp_path / "afile" / "zos.db", tmp_path / "afile" / "sub" / "zos.db"):
+        assert sqlite_folder_problem(path) == (
+            f"cannot use SQLite database {path}: {tmp_path / 'afile'} is a file, not a folder"
+        )
+    assert sqlite_folder_problem(tmp_path / "not" / "yet" / "zos.db") is None

@@ -81,7 +81,7 @@ class HistoryEntry:
     description: str
     applied_at: datetime  # naive, UTC
     duration_ms: int | None
-    state: str
+    state: str  # "applied", "adopted", "started", or "running" (started, and its run is on)
     file: str  # "unchanged", "changed" or "missing"
 
 
@@ -115,8 +115,12 @@ def migrate(
     recorded = read_history(settings)
     scripts, file_problems = find_migrations(migrations_directory(settings))
     plan = build_plan(scripts, recorded.applied, target, recorded.resumable)
+    checksums = {script.version: script.checksum for script in scripts}
+    # Rows recorded with a file's old-style checksum are brought up to date under the lock.
+    current = all(checksums.get(row.version, row.checksum) == row.checksum for row in plan.applied)
     # While another run holds the lock, what it is doing is not known yet: wait for it.
-    if not recorded.running and not file_problems and not plan.problems and not plan.pending:
+    nothing_to_do = not file_problems and not plan.problems and not plan.pending and current
+    if nothing_to_do and not recorded.running:
         version = plan.current_version
         return MigrateResult(recorded.database, version, version, ())
     from zos.migrator.runner import run_migrations
@@ -156,7 +160,8 @@ def history(settings: Settings) -> list[HistoryEntry]:
     scripts, _ = find_migrations(migrations_directory(settings))
     by_version = {script.version: script for script in scripts}
     entries = []
-    for row in read_history(settings).applied:
+    recorded = read_history(settings)
+    for row in recorded.applied:
         on_disk = by_version.get(row.version)
         file = (
             "missing"
@@ -165,10 +170,10 @@ def history(settings: Settings) -> list[HistoryEntry]:
             if on_disk.matches(row.checksum)
             else "changed"
         )
+        # A started migration is the one running now while another process holds the lock.
+        state = "running" if recorded.running and not row.finished else str(row.state)
         entries.append(
-            HistoryEntry(
-                row.version, row.description, row.applied_at, row.duration_ms, row.state, file
-            )
+            HistoryEntry(row.version, row.description, row.applied_at, row.duration_ms, state, file)
         )
     return entries
 

@@ -6,17 +6,17 @@ Never touches a database and never writes into the migrations folder (no ``__pyc
 
 from __future__ import annotations
 
-import builtins
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from zos.errors import MigrationFileError
 from zos.migrator.backfill import BackfillFunction, Batches
+from zos.migrator.imports import HelperError, builtins_with_helpers, import_problem
 from zos.migrator.source import MAX_VERSION, read_source
 
 if TYPE_CHECKING:
@@ -130,9 +130,17 @@ def find_migrations(directory: Path) -> tuple[list[MigrationScript], list[str]]:
             data = path.read_bytes()
         except OSError as exc:
             problems.append(f"{name}: cannot be read: {exc.strerror}")
+            # Listed all the same: its number is taken (zos db new must not reuse it).
+            scripts.append(MigrationScript(int(digits), path, "", ""))
             continue
         facts = read_source(data, int(digits), str(path))
         problems.extend(f"{name}: {problem}" for problem in facts.problems)
+        # A module that cannot be found fails the import every command would need; said here,
+        # where status, check and the guard read the file too, in the words migrate uses.
+        missing = [import_problem(path.parent, imported) for imported in facts.imports]
+        if not facts.problems and any(missing):
+            problems.append(f"{name}: {next(p for p in missing if p)}")
+            facts = facts.without_code()
         scripts.append(
             MigrationScript(
                 int(digits),
@@ -225,62 +233,17 @@ def _run(code: CodeType, name: str, path: Path, helpers: dict[Path, ModuleType])
     """Execute ``code`` as a new module named ``name``; a failure is an ``_Invalid``."""
     module = ModuleType(name)
     module.__file__ = str(path)
-    module.__builtins__ = _builtins_with_helpers(path.parent, helpers)  # type: ignore[attr-defined]
+    module.__builtins__ = builtins_with_helpers(path.parent, helpers)  # type: ignore[attr-defined]
     # Registered so that dataclasses and typing.get_type_hints in a migration find the module.
     sys.modules[name] = module
     try:
         exec(code, vars(module))
-    except _Invalid:
+    except HelperError as exc:
         del sys.modules[name]
-        raise
+        raise _Invalid(str(exc)) from exc
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise _Invalid(f"fails to import: {type(exc).__name__}: {exc}") from exc
-    return module
-
-
-def _builtins_with_helpers(folder: Path, helpers: dict[Path, ModuleType]) -> dict[str, Any]:
-    """Python's builtins, with ``import _name`` resolved to ``folder/_name.py`` when it exists.
-
-    Import statements look ``__import__`` up in the builtins of the module running them, so
-    this reaches the migration and its helpers only: sys.path, sys.modules and every other
-    module are untouched, and two migrations folders in one process never share a helper.
-    """
-    default: Callable[..., ModuleType] = builtins.__import__
-
-    def import_(
-        name: str,
-        globals: Mapping[str, object] | None = None,
-        locals: Mapping[str, object] | None = None,
-        fromlist: Sequence[str] = (),
-        level: int = 0,
-    ) -> ModuleType:
-        path = folder / f"{name}.py"
-        if level == 0 and name.startswith("_") and "." not in name and path.is_file():
-            return _helper(path, helpers)
-        return default(name, globals, locals, fromlist, level)
-
-    return {**vars(builtins), "__import__": import_}
-
-
-def _helper(path: Path, helpers: dict[Path, ModuleType]) -> ModuleType:
-    if path in helpers:
-        return helpers[path]
-    try:
-        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
-    except OSError as exc:
-        raise _Invalid(f"cannot read its helper {path.name}: {exc.strerror}") from exc
-    except (SyntaxError, ValueError) as exc:
-        raise _Invalid(f"its helper {path.name} does not compile: {exc}") from exc
-    module = ModuleType(path.stem)
-    module.__file__ = str(path)
-    module.__builtins__ = _builtins_with_helpers(path.parent, helpers)  # type: ignore[attr-defined]
-    helpers[path] = module  # before running it, so that helpers importing each other work
-    try:
-        exec(code, vars(module))
-    except BaseException:
-        del helpers[path]
-        raise
     return module
 
 

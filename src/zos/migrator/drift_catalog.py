@@ -1,10 +1,12 @@
-"""What Alembic's comparison leaves out of schema drift: CHECK constraints and column collations,
-read from the database's catalog through SQLAlchemy's inspector. Read-only; one sentence each.
+"""What Alembic's comparison leaves out of schema drift: CHECK constraints, column collations,
+and the WHERE of partial indexes and prefix lengths of MariaDB indexes, read from the database's
+catalog through SQLAlchemy's inspector. Read-only; one sentence each.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 from sqlalchemy import (
@@ -13,10 +15,12 @@ from sqlalchemy import (
     Connection,
     Dialect,
     ForeignKeyConstraint,
+    Index,
     Table,
     inspect,
 )
 from sqlalchemy.engine import Inspector
+from sqlalchemy.exc import SAWarning
 
 from zos.migrator.drift_rules import PG_CAST, action, actions
 
@@ -38,7 +42,78 @@ def catalog_drift(conn: Connection, tables: list[Table]) -> list[str]:
     for table in tables:
         sentences += _check_drift(inspector, table, conn.dialect)
         sentences += _collation_drift(inspector, table, conn.dialect)
+        sentences += _index_option_drift(inspector, table, conn.dialect)
     return sentences
+
+
+def _index_option_drift(inspector: Inspector, table: Table, dialect: Dialect) -> list[str]:
+    """Indexes of the same name and columns that differ in what Alembic does not compare: a
+    partial index's WHERE (PostgreSQL ``postgresql_where``, SQLite ``sqlite_where``) and the
+    prefix length of an indexed column (MariaDB/MySQL ``mysql_length``)."""
+    declared: dict[str, Index] = {
+        str(index.name): index for index in table.indexes if isinstance(index.name, str)
+    }
+    with warnings.catch_warnings():
+        # SQLite's expression indexes: drift.find_drift has reported them from this warning.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection", SAWarning)
+        reflected_indexes = inspector.get_indexes(table.name)
+    sentences = []
+    for reflected in reflected_indexes:
+        index = declared.get(str(reflected.get("name")))
+        if index is None:
+            continue  # missing or extra indexes are Alembic's to report
+        options: dict[str, Any] = dict(reflected.get("dialect_options") or {})
+        where = f"table {table.name}: index {index.name}"
+        found_where = next((v for k, v in options.items() if k.endswith("_where")), None)
+        wanted_where = _declared(index, "where")
+        if _where_text(found_where, dialect) != _where_text(wanted_where, dialect):
+            sentences.append(
+                f"{where} is {_shown_where(found_where)} in the database"
+                f" but {_shown_where(wanted_where)} in the schema"
+            )
+        found_length = next((v for k, v in options.items() if k.endswith("_length")), None)
+        wanted_length = _declared(index, "length")
+        columns = [str(column) for column in reflected.get("column_names") or [] if column]
+        if _lengths(found_length, columns) != _lengths(wanted_length, columns):
+            sentences.append(
+                f"{where} indexes {_shown_lengths(found_length, columns)} in the database"
+                f" but {_shown_lengths(wanted_length, columns)} in the schema"
+            )
+    return sentences
+
+
+def _declared(index: Index, option: str) -> Any:
+    """The index's ``<dialect>_<option>`` keyword for any dialect, None when not given."""
+    for key, value in index.dialect_kwargs.items():
+        if key.endswith(f"_{option}") and value is not None:
+            return value
+    return None
+
+
+def _where_text(value: Any, dialect: Dialect) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value.compile(dialect=dialect))
+    return _normal(text, dialect)
+
+
+def _shown_where(value: Any) -> str:
+    return "a full index (every row)" if value is None else f"partial (WHERE {value})"
+
+
+def _lengths(value: Any, columns: list[str]) -> dict[str, int]:
+    # MySQL's mysql_length is one number for every column, or a mapping of column to length.
+    if value is None:
+        return {}
+    if isinstance(value, int):
+        return dict.fromkeys(columns, value)
+    return {str(column): int(length) for column, length in dict(value).items()}
+
+
+def _shown_lengths(value: Any, columns: list[str]) -> str:
+    lengths = _lengths(value, columns)
+    parts = [f"{column}({lengths[column]})" if column in lengths else column for column in columns]
+    return f"({', '.join(parts)})"
 
 
 def sqlite_foreign_key_actions(

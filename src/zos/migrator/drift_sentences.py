@@ -42,6 +42,11 @@ def _foreign_key_sentences(
     sentences = action_sentences(wanted, actions(in_database), in_database)
     if sentences:
         return sentences
+    if _deferral(in_database) != _deferral(wanted):
+        return [
+            f"table {owner(wanted)}: {_constraint(in_database, with_actions=False)} is"
+            f" {_deferral(in_database)} in the database but {_deferral(wanted)} in the schema"
+        ]
     return [
         f"table {owner(wanted)}: {_constraint(in_database)} {EXTRA},"
         f" where the schema has {_constraint(wanted)}"
@@ -150,11 +155,19 @@ def _constraint(
         described = f"foreign key{name} ({', '.join(item.column_keys)}) -> {referred} ({columns})"
         if with_actions:
             described += "".join(f" {value}" for value in actions(item).values() if value)
+            described += f" {_deferral(item)}" if item.deferrable else ""
         return described
     if isinstance(item, CheckConstraint):
         return f"check constraint{name} ({item.sqltext})"
     kind = "unique constraint" if isinstance(item, UniqueConstraint) else "primary key"
     return f"{kind}{name} ({', '.join(column.name for column in item.columns)})"
+
+
+def _deferral(fk: ForeignKeyConstraint) -> str:
+    """When the key is checked: ``DEFERRABLE INITIALLY DEFERRED`` and the like (PostgreSQL)."""
+    if not fk.deferrable:
+        return "NOT DEFERRABLE"
+    return f"DEFERRABLE INITIALLY {(fk.initially or 'IMMEDIATE').upper()}"
 
 
 def _nullability(nullable: object) -> str:

@@ -143,6 +143,8 @@ class Executor:
                     stack.enter_context(owned_transaction(conn))
                 stack.enter_context(self.interrupts.interruptible(self._canceller()))
                 body()
+            if _broken(conn):
+                raise RuntimeError("upgrade() closed or invalidated the connection zos runs it on")
             if in_transaction:
                 left = self.dialect.left_transaction(self.engine, conn, identity, failed=False)
                 if left is not None:
@@ -270,6 +272,15 @@ class Executor:
                 rows_total=rows_total,
             )
         )
+
+
+def _broken(conn: Connection) -> bool:
+    if conn.invalidated or conn.closed:
+        return True
+    try:
+        return not conn.connection.is_valid
+    except exc.SQLAlchemyError:
+        return True
 
 
 def elapsed_ms(started: float) -> int:

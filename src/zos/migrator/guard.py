@@ -117,7 +117,7 @@ def owned_transaction(conn: Connection) -> Iterator[None]:
     """Shut every door to ``conn``'s transaction that Python can shut, for the body's duration.
 
     Raises (from inside the body):
-        TransactionEscape: the body called commit, rollback, close, invalidate or detach on
+        TransactionEscape: the body called commit, rollback, close or detach on
             the connection, its pool proxy or its DBAPI connection, or sent SQL text that
             would end the transaction.
     """
@@ -151,10 +151,14 @@ def owned_transaction(conn: Connection) -> Iterator[None]:
             return  # a C type (sqlite3): the dialect's authorizer guards it instead
         patched.append((target, method))
 
-    for method in ("commit", "rollback", "close", "invalidate", "detach"):
+    # Not invalidate(): SQLAlchemy calls it itself when a statement is interrupted; the
+    # executor notices an invalidated connection after the body instead.
+    for method in ("commit", "rollback", "close", "detach"):
         shut(conn, method, "conn")
         shut(fairy, method, "conn.connection")
-    for method in ("commit", "rollback", "close", "autocommit"):
+    # Not the DBAPI close(): SQLAlchemy's pool calls it to drop an interrupted connection. A
+    # closed connection rolls back on the server, and the executor notices it after the body.
+    for method in ("commit", "rollback", "autocommit"):
         shut(driver, method, "the DBAPI connection")
 
     def refuse_sql(_conn: Any, _cursor: Any, statement: str, _parameters: Any, *_rest: Any) -> None:

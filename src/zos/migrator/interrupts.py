@@ -114,6 +114,8 @@ class Interrupts:
         """
         if isinstance(error, RunInterrupted):
             return error.signum
+        if self._raised:
+            return self.signum  # raised inside the driver, then wrapped by what caught it
         if isinstance(error, KeyboardInterrupt) and not self.installed_here:
             return int(signal.SIGINT)
         return None

@@ -73,9 +73,14 @@ def plain_sqlite_path(url: str) -> Path | None:
 
 
 def _read_sqlite(url: str, path: Path) -> RecordedHistory:
+    from zos.urls import sqlite_folder_problem, sqlite_read_uri
+
+    problem = sqlite_folder_problem(path)
+    if problem:
+        # The same verdict as migrate's (zos.database.resolve_target), not "version 0".
+        raise ConfigError(problem)
     if not path.exists():
         return RecordedHistory(url, [], frozenset())
-    from zos.urls import sqlite_read_uri
 
     uri = sqlite_read_uri(path)
     # A read-only file with a write-ahead log still in it cannot be read by this user.

@@ -199,6 +199,16 @@ def forget(conn: Connection, version: int) -> None:
     _exactly_one(result.rowcount, f"forgetting version {version}")
 
 
+def replace_checksum(conn: Connection, version: int, old: str, new: str) -> None:
+    """Record ``new`` as the checksum of ``version``, whose row holds ``old``."""
+    result = conn.execute(
+        update(_versions)
+        .where(_versions.c.version == version, _versions.c.checksum == old)
+        .values(checksum=new)
+    )
+    _exactly_one(result.rowcount, f"updating the checksum of version {version}")
+
+
 def read_cursors(conn: Connection) -> dict[int, BackfillCursor]:
     """Every unfinished backfill's cursor; empty, creating nothing, when there is no table."""
     if not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=_home(conn)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +72,8 @@ def rehearse(
     suspended and checked as the real run does. With ``lock_timeout_seconds``, every lock
     wait gives up after that long (a failure of that migration), as in the real run.
     """
-    bounded = (
-        nullcontext()
-        if lock_timeout_seconds is None
-        else dialect.bounded_lock_waits(conn, lock_timeout_seconds)
-    )
-    with bounded, dialect.foreign_keys_suspended(conn):
-        return _rehearse(conn, dialect, pending, adopting=adopting)
+    with dialect.foreign_keys_suspended(conn):
+        return _rehearse(conn, dialect, pending, adopting=adopting, bound=lock_timeout_seconds)
 
 
 def _rehearse(
@@ -87,10 +82,14 @@ def _rehearse(
     pending: list[LoadedMigration],
     *,
     adopting: bool,
+    bound: float | None = None,
 ) -> list[RehearsedMigration]:
     results: list[RehearsedMigration] = []
     engine = conn.engine
     with conn.begin() as transaction:
+        if bound is not None:
+            # For this transaction only: a dry run may go through a transaction pooler.
+            dialect.bound_lock_waits_here(conn, bound)
         identity = dialect.transaction_identity(conn)
         for migration in pending:
             version, description = migration.script.version, migration.description

@@ -32,6 +32,7 @@ from zos.migrator.plan import Plan, build_plan
 from zos.migrator.reader import read_history
 from zos.migrator.records import AppliedMigration, State
 from zos.migrator.rehearsal import RehearsedMigration, rehearse, sqlite_copy
+from zos.urls import sqlite_url
 
 if TYPE_CHECKING:
     from zos.backup import Backup
@@ -64,7 +65,7 @@ def run_migrations(
 
     ``scripts`` are the migration files when the caller has just listed them without problems.
     """
-    db = resolve_target(settings, settings.database.migrate_url)
+    db = resolve_target(settings, migrate=True)
     scripts = _discover(settings) if scripts is None else scripts
     dialect = dialect_for(db)
     done: list[MigrationEvent] = []
@@ -75,7 +76,7 @@ def run_migrations(
         on_event(event)
 
     interrupts = Interrupts()
-    engine = get_engine(settings, url=settings.database.migrate_url)
+    engine = get_engine(settings, migrate=True)
     run: list[Executor] = []
     try:
         with (
@@ -88,6 +89,7 @@ def run_migrations(
             if pending and backup and inspect(conn).get_table_names():
                 _back_up(settings, db, plan.current_version, observe)
             conn.rollback()
+            _record_current_checksums(conn, plan)
             run.append(
                 Executor(
                     conn,
@@ -107,6 +109,22 @@ def run_migrations(
     finally:
         engine.dispose()
     return MigrateResult(db.display, plan.current_version, run[0].current_version, tuple(done))
+
+
+def _record_current_checksums(conn: Connection, plan: Plan) -> None:
+    """Rows recorded with the old checksum of the file's bytes get its current one, so that
+    from now on a change that only reformats the file is not taken for an edit."""
+    by_version = {script.version: script for script in plan.scripts}
+    stale = [
+        (row, by_version[row.version])
+        for row in plan.applied
+        if row.version in by_version and row.checksum != by_version[row.version].checksum
+    ]
+    if not stale:
+        return
+    with conn.begin():
+        for row, script in stale:
+            recorder.replace_checksum(conn, row.version, row.checksum, script.checksum)
 
 
 def _apply_all(executor: Executor, pending: list[LoadedMigration], *, adopting: bool) -> None:
@@ -206,59 +224,71 @@ def dry_run(settings: Settings, target: int | None = None) -> DryRun:
     """Show what ``migrate`` would do, and rehearse it where the result can be thrown away.
 
     SQLite: on a copy of the file. PostgreSQL: inside a transaction that is rolled back, so it
-    takes the same locks as the real run. MariaDB/MySQL: the plan only. Holds the run lock, so
-    it never rehearses a half-finished run.
+    takes the same locks as the real run. MariaDB/MySQL: the plan only. It changes nothing, so
+    it takes no run lock: the copy, or the rolled-back transaction, sees only what other runs
+    have committed.
 
     Raises:
         the same errors as ``migrate``, before anything is rehearsed.
     """
-    db = resolve_target(settings, settings.database.migrate_url)
+    db = resolve_target(settings, migrate=True)
     scripts = _discover(settings)
     dialect = dialect_for(db)
-    interrupts = Interrupts()
-    engine = get_engine(settings, url=settings.database.migrate_url)
     try:
-        with (
-            interrupts.installed(),
-            _run_lock(settings, engine, dialect, interrupts, lambda _e: None),
-        ):
+        with Interrupts().installed():
             if db.sqlite_path is not None:
                 with sqlite_copy(db.sqlite_path) as copy:
-                    url = f"sqlite:///{copy}"
-                    rehearsal = get_engine(settings, url=url)
-                    try:
-                        with connect(rehearsal, db.display) as conn:
-                            plan, pending = _prepare(conn, scripts, target)
-                            results = rehearse(conn, dialect, pending, adopting=not plan.applied)
-                    finally:
-                        rehearsal.dispose()
+                    plan, pending, results = _rehearse_on(
+                        settings, sqlite_url(copy), db, dialect, scripts, target
+                    )
                 how = "copy"
             else:
-                with connect(engine, db.display) as conn:
-                    dialect.prepare(conn)
-                    plan, pending = _prepare(conn, scripts, target)
-                    if dialect.transactional_ddl:
-                        results, how = (
-                            rehearse(
-                                conn,
-                                dialect,
-                                pending,
-                                adopting=not plan.applied,
-                                lock_timeout_seconds=settings.database.ddl_lock_timeout_seconds,
-                            ),
-                            "rollback",
-                        )
-                    else:
-                        results = [
-                            RehearsedMigration(m.script.version, m.description) for m in pending
-                        ]
-                        how = "plan"
+                how = "rollback" if dialect.transactional_ddl else "plan"
+                plan, pending, results = _rehearse_on(
+                    settings, None, db, dialect, scripts, target, run=how == "rollback"
+                )
     except RunInterrupted as stop:
         raise Interrupted(_interrupted_between(stop, None), stop.signum) from None
-    finally:
-        engine.dispose()
     to_version = max((m.script.version for m in pending), default=plan.current_version)
     return DryRun(db.display, plan.current_version, to_version, how, tuple(results))
+
+
+def _rehearse_on(
+    settings: Settings,
+    url: str | None,
+    db: DatabaseTarget,
+    dialect: Dialect,
+    scripts: list[MigrationScript],
+    target: int | None,
+    *,
+    run: bool = True,
+) -> tuple[Plan, list[LoadedMigration], list[RehearsedMigration]]:
+    """Plan against the database at ``url`` (default: the configured one) and rehearse the
+    pending migrations there, or only list them when ``run`` is False."""
+    engine = get_engine(settings, url=url, migrate=True)
+    try:
+        with connect(engine, db.display) as conn:
+            dialect.prepare(conn)
+            plan, pending = _prepare(conn, scripts, target)
+            if not run:
+                return (
+                    plan,
+                    pending,
+                    [RehearsedMigration(m.script.version, m.description) for m in pending],
+                )
+            return (
+                plan,
+                pending,
+                rehearse(
+                    conn,
+                    dialect,
+                    pending,
+                    adopting=not plan.applied,
+                    lock_timeout_seconds=settings.database.ddl_lock_timeout_seconds,
+                ),
+            )
+    finally:
+        engine.dispose()
 
 
 def repair(settings: Settings, version: int, *, applied: bool) -> None:
@@ -273,11 +303,11 @@ def repair(settings: Settings, version: int, *, applied: bool) -> None:
         UsageError: ``version`` is not recorded as unfinished.
         RunInProgress: a migration run holds the run lock.
     """
-    db = resolve_target(settings, settings.database.migrate_url)
+    db = resolve_target(settings, migrate=True)
     if db.sqlite_path is not None and not db.sqlite_path.exists():
         raise UsageError(f"version {version} is not recorded as unfinished (no database yet)")
     dialect = dialect_for(db)
-    engine = get_engine(settings, url=settings.database.migrate_url)
+    engine = get_engine(settings, migrate=True)
     try:
         with (
             _run_lock(settings, engine, dialect, Interrupts(), _ignore, wait=False),

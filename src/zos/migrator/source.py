@@ -8,7 +8,7 @@ import ast
 import hashlib
 import json
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CodeType
 
 # _schema_version.version is INTEGER: 32 bits, signed, on PostgreSQL and MariaDB/MySQL.
@@ -41,6 +41,13 @@ class SourceFacts:
     transactional: bool
     code: CodeType | None  # compiled from exactly the bytes hashed; None when invalid
     problems: tuple[str, ...]
+    # The import statements of the top level, each (level, module, names): found or not by
+    # zos.migrator.imports, which may look at the file system.
+    imports: tuple[tuple[int, str, tuple[str, ...]], ...] = ()
+
+    def without_code(self) -> SourceFacts:
+        """The same facts for a file found invalid by a later check."""
+        return replace(self, description="", code=None)
 
 
 def legacy_checksum(data: bytes) -> str:
@@ -74,7 +81,22 @@ def read_source(data: bytes, version: int, filename: str) -> SourceFacts:
     description = values.get("DESCRIPTION")
     transactional = values.get("TRANSACTIONAL", True)
     assert isinstance(description, str) and isinstance(transactional, bool)
-    return SourceFacts(checksum, legacy, " ".join(description.split()), transactional, code, ())
+    imports = tuple(_imports(tree))
+    return SourceFacts(
+        checksum, legacy, " ".join(description.split()), transactional, code, (), imports
+    )
+
+
+def _imports(tree: ast.Module) -> list[tuple[int, str, tuple[str, ...]]]:
+    # Only statements run unconditionally on import: one inside try/if may be a fallback.
+    found: list[tuple[int, str, tuple[str, ...]]] = []
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            found.extend((0, alias.name, ()) for alias in statement.names)
+        elif isinstance(statement, ast.ImportFrom):
+            names = tuple(alias.name for alias in statement.names)
+            found.append((statement.level, statement.module or "", names))
+    return found
 
 
 def _invalid(legacy: str, problem: str, checksum: str | None = None) -> SourceFacts:

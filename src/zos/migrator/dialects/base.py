@@ -129,6 +129,11 @@ class Dialect(Protocol):
         statement fails with an error ``is_lock_timeout`` recognises. Call between transactions."""
         ...
 
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        """Like ``bounded_lock_waits`` for the transaction ``conn`` is in, and no longer (safe
+        through a transaction pooler); a no-op where the database has no such setting."""
+        ...
+
     def is_lock_timeout(self, error: BaseException) -> bool:
         """Whether ``error`` (or what it was raised from) is a lock wait that gave up."""
         ...

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,9 @@ class PostgresDialect(ServerDialect):
     ) -> contextlib.AbstractContextManager[None]:
         return lockwaits.pg_bounded(conn, seconds)
 
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, math.ceil(seconds * 1000))}")
+
     def is_lock_timeout(self, error: BaseException) -> bool:
         return lockwaits.lock_timeout_error(error, lockwaits.PG_LOCK_NOT_AVAILABLE)
 
@@ -270,7 +274,10 @@ class MySQLDialect(ServerDialect):
     def left_transaction(
         self, engine: Engine, conn: Connection, identity: object, *, failed: bool
     ) -> str | None:
-        return None
+        # Whatever a migration committed is covered by its started marker; only a connection
+        # it closed needs telling apart, so that the marker's update is not attempted on it.
+        driver: Any = conn.connection.dbapi_connection
+        return None if driver is not None and driver.open else ROLLED_BACK
 
     def run_holder(self, conn: Connection) -> str | None:
         return mysql_run_holder(conn)
@@ -279,6 +286,9 @@ class MySQLDialect(ServerDialect):
         self, conn: Connection, seconds: float
     ) -> contextlib.AbstractContextManager[None]:
         return lockwaits.mysql_bounded(conn, seconds)
+
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        return None  # no transaction-local variables; nothing is rehearsed here anyway
 
     def is_lock_timeout(self, error: BaseException) -> bool:
         return lockwaits.lock_timeout_error(error, lockwaits.MYSQL_LOCK_WAIT_TIMEOUT)

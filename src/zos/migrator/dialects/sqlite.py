@@ -256,6 +256,9 @@ class SqliteDialect:
         # whole file: no table lock to queue the application behind.
         return contextlib.nullcontext()
 
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        return None
+
     def is_lock_timeout(self, error: BaseException) -> bool:
         return False
 

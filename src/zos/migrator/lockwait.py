@@ -104,11 +104,21 @@ def _interrupted(
     """A signal stopped the migration: when it had changed nothing yet (typically while it
     waited for a lock), its ``started`` mark is removed and the error says nothing needs repair."""
     try:
-        state = _settle(ex, migration, wrote=wrote)
+        with ex.fresh_transaction() as conn:
+            version = migration.script.version
+            unstarted = (
+                recorder.recorded_state(conn, version) == State.STARTED
+                and recorder.read_cursor(conn, version) is None
+                and not wrote
+                and (migration.transactional or ex.dialect.failed_statement_leaves_nothing)
+            )
+            if unstarted:
+                recorder.forget(conn, version)
     except Exception:  # the original error says enough; the mark stays for 'zos db repair'
         return stop
-    if state is None:
-        return stop
+    if not unstarted:
+        return stop  # rolled back, or partly done: the original error says which
+    state = _NOTHING_CHANGED
     import signal
 
     name = signal.Signals(stop.signum).name

@@ -42,7 +42,8 @@ def status(report: StatusReport) -> None:
         click.echo(f"Migration run in progress: {report.running}")
     click.echo(f"Current version: {plan.current_version}")
     for row in plan.applied:
-        if not row.finished:
+        # While a run holds the lock, its started migration is the one it is running now.
+        if not row.finished and not report.running:
             if row.version in plan.resumable:
                 what = "an interrupted backfill; 'zos db migrate' resumes it"
             else:

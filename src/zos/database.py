@@ -8,7 +8,7 @@ import importlib
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +164,29 @@ def get_engine(
         # Whole seconds for every driver; libpq takes anything below 2 as 2.
         seconds = math.ceil(settings.database.connect_timeout_seconds)
         connect_args[timeout_arg] = max(2 if target.backend == "postgresql" else 1, seconds)
+    driver = target.url.get_driver_name()
+    if driver == "psycopg" and "prepare_threshold" not in target.url.query:
+        # No server-side prepared statements: a transaction pooler (PgBouncer) hands each
+        # transaction another server connection, where "_pg3_0" does not exist.
+        connect_args["prepare_threshold"] = None
+    answer_bound = driver == "pymysql" and "read_timeout" not in target.url.query
+    if answer_bound:
+        # PyMySQL's connect_timeout bounds the TCP connect only; a server that accepts and never
+        # sends its greeting would hang the handshake, so reads are bounded until it is done.
+        connect_args["read_timeout"] = max(1, math.ceil(settings.database.connect_timeout_seconds))
+    schema = settings.database.schema
+    options: dict[str, Any]
+    server_url, options = target.url, {}
+    if schema is not None:
+        # Every statement on a Table names the schema (PostgreSQL) or database (MariaDB), so
+        # zos's own tables are found there whatever the session's search path says.
+        options["schema_translate_map"] = {None: schema}
+        if target.backend == "mysql":
+            server_url = server_url.set(database=schema)
     try:
-        return create_engine(target.url, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(
+            server_url, pool_pre_ping=True, connect_args=connect_args, execution_options=options
+        )
     except (exc.NoSuchModuleError, ModuleNotFoundError) as error:
         extra = _DRIVER_EXTRAS.get(target.url.get_backend_name(), "postgresql")
         raise ConfigError(
@@ -177,6 +198,33 @@ def get_engine(
         if not target.url.query:
             raise
         raise _option_refused(target.display, error) from error
+    if answer_bound:
+        event.listen(engine, "connect", _unbounded_reads)
+    if schema is not None and target.backend == "postgresql":
+        event.listen(engine, "connect", _search_path(schema))
+    return engine
+
+
+def _search_path(schema: str) -> Callable[[Any, Any], None]:
+    """Make ``schema`` the only schema on a new session's search path (pg_catalog stays
+    implicit), so a migration's unqualified names create and find objects there and never in
+    ``public``. ``schema`` is a plain name (checked by zos.config), safe to quote."""
+
+    def set_path(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f'SET search_path TO "{schema}"')
+        cursor.close()
+        dbapi_conn.commit()
+
+    return set_path
+
+
+def _unbounded_reads(dbapi_conn: Any, _record: Any) -> None:
+    """After the handshake, a statement may take as long as it takes (a migration's ALTER on a
+    large table): lift the read bound PyMySQL was given for connecting. PyMySQL applies
+    ``_read_timeout`` before each read; it has no public setter (PyMySQL 1.1, connections.py)."""
+    if hasattr(dbapi_conn, "_read_timeout"):
+        dbapi_conn._read_timeout = None
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:
     from zos.backup import Backup
     from zos.migrator import DryRun, HistoryEntry, MigrationEvent, StatusReport
+    from zos.migrator.rehearsal import BackfillSample
 
 # A migration running longer than this shows it is alive.
 ALIVE_AFTER_SECONDS = 2.0
@@ -40,6 +41,14 @@ def status(report: StatusReport) -> None:
     if report.running:
         click.echo(f"Migration run in progress: {report.running}")
     click.echo(f"Current version: {plan.current_version}")
+    for row in plan.applied:
+        # While a run holds the lock, its started migration is the one it is running now.
+        if not row.finished and not report.running:
+            if row.version in plan.resumable:
+                what = "an interrupted backfill; 'zos db migrate' resumes it"
+            else:
+                what = "started and never finished; see the problems below"
+            click.echo(f"Unfinished migration: {row.version}: {row.description} ({what})")
     click.echo(f"Available migrations: {len(plan.scripts)} (newest: {plan.latest_version})")
     if plan.gaps:
         ranges = (str(low) if low == high else f"{low}\u2013{high}" for low, high in plan.gaps)
@@ -83,6 +92,7 @@ def status_document(report: StatusReport) -> dict[str, Any]:
         ],
         "problems": list(report.problems),
         "running": report.running,
+        "unfinished": [row.version for row in plan.applied if not row.finished],
     }
 
 
@@ -147,6 +157,8 @@ def dry_run(rehearsal: DryRun) -> None:
             click.echo(f"{label} FAILED after {result.duration_ms} ms: {result.error}")
         elif rehearsal.how == "plan":
             click.echo(label)
+        elif result.backfill is not None:
+            click.echo(f"{label} ({result.duration_ms} ms; {_sampled(result.backfill)})")
         else:
             click.echo(f"{label} ({result.duration_ms} ms)")
         for statement in result.statements:
@@ -162,6 +174,15 @@ def dry_run(rehearsal: DryRun) -> None:
             f"Error: the rehearsal of {failed.version:03d} failed; the real run would stop there",
             err=True,
         )
+
+
+def _sampled(sample: BackfillSample) -> str:
+    if sample.projected_ms is None or sample.rows_done >= sample.rows_total:
+        return f"backfill rehearsed on all {sample.rows_total:,} rows"
+    return (
+        f"backfill rehearsed on its first {sample.rows_done:,} of {sample.rows_total:,} rows; "
+        f"the whole table would take about {sample.projected_ms / 1000:.1f} s"
+    )
 
 
 def backup_made(made: Backup | str, database: Path | None) -> None:
@@ -243,6 +264,10 @@ class Progress:
                 self._watch()
             elif event.kind == EventKind.PROGRESS:
                 self._progress(event)
+            elif event.kind == EventKind.LOCK_WAIT:
+                self._finish_line()
+                click.echo(f"  … {event.version:03d}: {event.detail}")
+                self._last_shown = time.monotonic()
             elif event.kind in (EventKind.APPLIED, EventKind.SKIPPED):
                 self._running = None
                 self._finish_line()

@@ -65,6 +65,9 @@ class LoadedMigration:
     transactional: bool
     batches: Batches | None = None
     backfill: BackfillFunction | None = None
+    # DDL_LOCK_TIMEOUT_SECONDS and DDL_LOCK_RETRIES when the file sets them (checked by source)
+    ddl_lock_timeout_seconds: float | None = None
+    ddl_lock_retries: int | None = None
 
 
 def discover_migrations(directory: Path) -> list[MigrationScript]:
@@ -193,6 +196,8 @@ def _load(script: MigrationScript, helpers: dict[Path, ModuleType]) -> LoadedMig
             ("VERSION", found.get("VERSION") == script.version),
             ("DESCRIPTION", " ".join(str(found.get("DESCRIPTION")).split()) == script.description),
             ("TRANSACTIONAL", isinstance(found.get("TRANSACTIONAL", True), bool)),
+            ("DDL_LOCK_TIMEOUT_SECONDS", _number(found.get("DDL_LOCK_TIMEOUT_SECONDS", 1))),
+            ("DDL_LOCK_RETRIES", _count(found.get("DDL_LOCK_RETRIES", 0))),
         )
         if not ok
     ]
@@ -211,7 +216,17 @@ def _load(script: MigrationScript, helpers: dict[Path, ModuleType]) -> LoadedMig
         found.get("TRANSACTIONAL", True),
         batches,
         backfill,
+        found.get("DDL_LOCK_TIMEOUT_SECONDS"),
+        found.get("DDL_LOCK_RETRIES"),
     )
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _run(code: CodeType, name: str, path: Path, helpers: dict[Path, ModuleType]) -> ModuleType:

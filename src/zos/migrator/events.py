@@ -16,6 +16,7 @@ class EventKind(StrEnum):
     PROGRESS = "progress"  # a backfill batch committed; rows_done of rows_total
     BACKED_UP = "backed_up"  # description holds the backup's path
     BACKUP_ADVICE = "backup_advice"  # description holds the server's dump command
+    LOCK_WAIT = "lock_wait"  # detail: what a migration waits for, or that it will try again
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Executor:
     on_event: EventCallback
     interrupts: Interrupts
     current_version: int  # the newest finished version, kept up to date as the run goes
+    ddl_lock_timeout_seconds: float = 5.0  # database.ddl_lock_timeout_seconds (lockwait)
 
     def apply(self, migration: LoadedMigration) -> Outcome:
         """Apply ``migration`` with the strategy its kind needs.
@@ -73,16 +74,18 @@ class Executor:
             MigrationHistoryError: another process changed the history under the run lock.
         """
         from zos.migrator import strategies
+        from zos.migrator.lockwait import apply_bounded
 
         self.interrupts.check()
         self.lock.ensure_held()
         self.lock.note(f"{migration.script.version:03d} is running now")
         if migration.batches is not None:
-            duration = strategies.apply_backfill(self, migration)
+            strategy = strategies.apply_backfill
         elif self.dialect.transactional_ddl and migration.transactional:
-            duration = strategies.apply_atomically(self, migration)
+            strategy = strategies.apply_atomically
         else:
-            duration = strategies.apply_with_marker(self, migration)
+            strategy = strategies.apply_with_marker
+        duration = apply_bounded(self, migration, lambda: strategy(self, migration))
         self.current_version = max(self.current_version, migration.script.version)
         self.emit(EventKind.APPLIED, migration, duration)
         return Outcome(migration.script.version, EventKind.APPLIED, duration)
@@ -137,7 +140,7 @@ class Executor:
                 body()
             if _broken(conn):
                 raise RuntimeError("upgrade() closed or invalidated the connection zos runs it on")
-            self.dialect.restore_session(conn)
+            self.dialect.after_body(conn)
             if in_transaction:
                 left = self.dialect.left_transaction(self.engine, conn, identity, failed=False)
                 if left is not None:
@@ -178,7 +181,11 @@ class Executor:
                 f"{self.current_version}",
                 failed.signum,
             )
-        return MigrationFailed(f"{name} failed: {failed.reason}; {state}")
+        # The same version 'zos db status' calls current: the newest finished one.
+        return MigrationFailed(
+            f"{name} failed: {failed.reason}; {state}; the database is at version "
+            f"{self.current_version}"
+        )
 
     def rolled_back_or_marked(self, migration: LoadedMigration, failed: BodyFailed) -> str:
         """After an atomic attempt failed and was rolled back: the state it leaves, and a

@@ -123,6 +123,10 @@ def _closing(sql: str, start: int, quote: str, backslash: bool) -> int:
     return len(sql)
 
 
+def _interruption(error: object) -> bool:
+    return isinstance(error, BaseException) and not isinstance(error, Exception)
+
+
 @contextmanager
 def owned_transaction(conn: Connection) -> Iterator[None]:
     """Shut every door to ``conn``'s transaction that Python can shut, for the body's duration.
@@ -136,9 +140,19 @@ def owned_transaction(conn: Connection) -> Iterator[None]:
     fairy = conn.connection
     driver = fairy.dbapi_connection
     patched: list[tuple[Any, str]] = []
+    dropping: list[bool] = []
 
     def shut(target: Any, method: str, where: str) -> None:
-        def refuse(*_args: object, **_kwargs: object) -> None:
+        original = getattr(target, method, None)
+
+        def refuse(*args: object, **kwargs: object) -> Any:
+            if method == "invalidate" and args and _interruption(args[0]):
+                # SQLAlchemy itself drops a connection whose statement a signal interrupted
+                # (a BaseException such as RunInterrupted): let it, and the closing that
+                # follows, so the signal is what gets reported.
+                dropping.append(True)
+            if dropping and original is not None:
+                return original(*args, **kwargs)
             raise TransactionEscape(
                 f"upgrade() must not call {where}.{method}(): zos commits the migration "
                 "together with its version record"

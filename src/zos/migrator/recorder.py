@@ -73,12 +73,30 @@ _cursors = Table(
 )
 
 
+def configured_schema(conn: Connection) -> str | None:
+    """The schema (PostgreSQL) or database (MariaDB/MySQL) of ``database.schema``, which every
+    statement on zos's tables names, whatever the session's search path or current database."""
+    translated = conn.get_execution_options().get("schema_translate_map") or {}
+    schema = translated.get(None)
+    return schema if isinstance(schema, str) else None
+
+
+def _home(conn: Connection) -> str | None:
+    """Where unqualified names create tables: ``database.schema``, else the session's own
+    (PostgreSQL's first existing schema on the search path). Asked of the inspector so that a
+    ``_schema_version`` of another schema further down the search path never counts."""
+    return configured_schema(conn) or conn.dialect.default_schema_name
+
+
 def has_version_table(conn: Connection) -> bool:
-    return inspect(conn).has_table(TABLE_NAME)
+    return inspect(conn).has_table(TABLE_NAME, schema=_home(conn))
 
 
 def ensure_version_table(conn: Connection) -> None:
-    """Create ``_schema_version`` when it does not exist yet."""
+    """Create ``_schema_version`` (and on PostgreSQL its schema) when it does not exist yet."""
+    schema = configured_schema(conn)
+    if schema is not None and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     _versions.create(conn, checkfirst=True)
 
 
@@ -193,7 +211,7 @@ def replace_checksum(conn: Connection, version: int, old: str, new: str) -> None
 
 def read_cursors(conn: Connection) -> dict[int, BackfillCursor]:
     """Every unfinished backfill's cursor; empty, creating nothing, when there is no table."""
-    if not inspect(conn).has_table(BACKFILL_TABLE_NAME):
+    if not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=_home(conn)):
         return {}
     rows = conn.execute(select(_cursors)).all()
     return {
@@ -215,7 +233,7 @@ def read_cursor(
 ) -> BackfillCursor | None:
     """The cursor of one backfill, or None when it has none (or there is no cursor table;
     ``table_exists`` skips that look when the caller knows)."""
-    if not table_exists and not inspect(conn).has_table(BACKFILL_TABLE_NAME):
+    if not table_exists and not inspect(conn).has_table(BACKFILL_TABLE_NAME, schema=_home(conn)):
         return None
     row = conn.execute(select(_cursors).where(_cursors.c.version == version)).first()
     if row is None:

@@ -1,6 +1,12 @@
 """Dry runs: run pending migrations where the result can be thrown away, and report each one's
 time, SQL and error. SQLite rehearses on a copy; PostgreSQL in a transaction that is rolled
 back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
+
+A rehearsal promises no more than it ran: a backfill runs its first ``REHEARSED_BATCHES``
+batches only (so the live server is never locked longer than by the real run's first batches),
+with the whole table's time projected from their rate; and the rehearsal stops at the first
+migration that runs outside a transaction, listing the rest as not rehearsed, since they would
+run on a schema that lacks its change.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, event
 
-from zos.migrator.backfill import end_key, start_key
+from zos.migrator.backfill import count_between, next_high, start_key
 from zos.migrator.dialects import Dialect, Watch
 from zos.migrator.dialects.base import MAYBE_COMMITTED
 from zos.migrator.discovery import LoadedMigration
@@ -23,6 +29,19 @@ from zos.migrator.interrupts import Interrupts, RunInterrupted
 from zos.snapshot import sqlite_copy
 
 __all__ = ["RehearsedMigration", "rehearse", "sqlite_copy"]
+
+
+# A backfill is rehearsed on this many batches, never the whole table.
+REHEARSED_BATCHES = 3
+
+
+@dataclass(frozen=True)
+class BackfillSample:
+    """How much of a backfill a rehearsal ran, and the whole table's time projected from it."""
+
+    rows_done: int
+    rows_total: int
+    projected_ms: int | None  # rows_total at the rehearsed rate; None when no row was done
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,7 @@ class RehearsedMigration:
     statements: tuple[str, ...] = ()
     error: str | None = None
     not_run: str | None = None
+    backfill: BackfillSample | None = None
     # It escaped the rehearsal's transaction through a door only noticed afterwards, so part
     # of it may have been committed for good.
     changed_database: bool = False
@@ -47,6 +67,7 @@ def rehearse(
     *,
     adopting: bool,
     interrupts: Interrupts,
+    lock_timeout_seconds: float | None = None,
 ) -> list[RehearsedMigration]:
     """Run ``pending`` inside one transaction on ``conn`` and roll it all back.
 
@@ -54,10 +75,19 @@ def rehearse(
     ``adopting`` (an unversioned database) first asks each migration's ``check()``, as a real
     run would. Each migration runs under the real run's transaction discipline, so one that
     would commit is refused before its COMMIT reaches the database, and foreign keys are
-    suspended and checked as the real run does.
+    suspended and checked as the real run does. With ``lock_timeout_seconds``, every lock
+    wait gives up after that long (a failure of that migration), as in the real run. A signal
+    stops it at once (``RunInterrupted``), rolled back.
     """
     with dialect.foreign_keys_suspended(conn):
-        return _rehearse(conn, dialect, pending, adopting=adopting, interrupts=interrupts)
+        return _rehearse(
+            conn,
+            dialect,
+            pending,
+            adopting=adopting,
+            interrupts=interrupts,
+            bound=lock_timeout_seconds,
+        )
 
 
 def _rehearse(
@@ -67,10 +97,14 @@ def _rehearse(
     *,
     adopting: bool,
     interrupts: Interrupts,
+    bound: float | None = None,
 ) -> list[RehearsedMigration]:
     results: list[RehearsedMigration] = []
     engine = conn.engine
     with conn.begin() as transaction:
+        if bound is not None:
+            # For this transaction only: a dry run may go through a transaction pooler.
+            dialect.bound_lock_waits_here(conn, bound)
         identity = dialect.transaction_identity(conn)
         for migration in pending:
             version, description = migration.script.version, migration.description
@@ -94,16 +128,12 @@ def _rehearse(
                     )
                     continue
                 if not migration.transactional:
-                    results.append(
-                        RehearsedMigration(
-                            version,
-                            description,
-                            not_run="runs outside a transaction; not rehearsed",
-                        )
-                    )
-                    continue
+                    # What follows would run on a schema that lacks this one's change: a
+                    # failure there would be false, and so would a success. Stop here.
+                    results.extend(_not_rehearsed(migration, pending))
+                    break
                 with _capture(conn, statements), _guarded(conn, dialect, interrupts) as watch:
-                    _run_whole(conn, migration)
+                    sample = _run_sampled(conn, migration)
                 _still_in(dialect, conn, identity)
                 broken = dialect.broken_foreign_keys(conn, watch)
                 if broken:
@@ -127,7 +157,9 @@ def _rehearse(
                 )
                 break
             results.append(
-                RehearsedMigration(version, description, _ms(started), tuple(statements))
+                RehearsedMigration(
+                    version, description, _ms(started), tuple(statements), backfill=sample
+                )
             )
         with contextlib.suppress(Exception):
             transaction.rollback()
@@ -154,15 +186,50 @@ def _still_in(dialect: Dialect, conn: Connection, identity: object) -> None:
         )
 
 
-def _run_whole(conn: Connection, migration: LoadedMigration) -> None:
-    """The migration's schema part, then its backfill over every row at once."""
+def _not_rehearsed(
+    migration: LoadedMigration, pending: list[LoadedMigration]
+) -> list[RehearsedMigration]:
+    """The migration that cannot be rehearsed, and every one after it, each saying why."""
+    version = migration.script.version
+    after = [m for m in pending if m.script.version > version]
+    return [
+        RehearsedMigration(
+            version, migration.description, not_run="runs outside a transaction; not rehearsed"
+        ),
+        *(
+            RehearsedMigration(
+                m.script.version,
+                m.description,
+                not_run=f"not rehearsed: follows {version:03d}, which cannot be rehearsed",
+            )
+            for m in after
+        ),
+    ]
+
+
+def _run_sampled(conn: Connection, migration: LoadedMigration) -> BackfillSample | None:
+    """The migration's schema part, then its backfill's first ``REHEARSED_BATCHES`` batches
+    only, timed: the rehearsal holds its row locks no longer than the real run's first
+    batches would, and the whole table's time is projected from the rate."""
     if migration.upgrade is not None:
         migration.upgrade(conn)
-    if migration.batches is None or migration.backfill is None:
-        return
-    low = start_key(conn, migration.batches)
-    if low is not None:
-        migration.backfill(conn, low, end_key(conn, migration.batches))
+    batches, backfill = migration.batches, migration.backfill
+    if batches is None or backfill is None:
+        return None
+    low = start_key(conn, batches)
+    total = 0 if low is None else count_between(conn, batches, low)
+    done = 0
+    started = time.monotonic()
+    for _ in range(REHEARSED_BATCHES):
+        high = None if low is None else next_high(conn, batches, low)
+        if high is None:
+            break
+        done += count_between(conn, batches, low, high)
+        backfill(conn, low, high)
+        low = high
+    took = time.monotonic() - started
+    projected = None if done == 0 else int(took / done * total * 1000)
+    return BackfillSample(done, total, projected)
 
 
 @contextmanager

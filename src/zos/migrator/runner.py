@@ -97,7 +97,16 @@ def run_migrations(
             conn.rollback()
             _record_current_checksums(conn, plan)
             run.append(
-                Executor(conn, engine, dialect, lock, observe, interrupts, plan.current_version)
+                Executor(
+                    conn,
+                    engine,
+                    dialect,
+                    lock,
+                    observe,
+                    interrupts,
+                    plan.current_version,
+                    settings.database.ddl_lock_timeout_seconds,
+                )
             )
             _apply_all(run[0], pending, adopting=not plan.applied)
     except RunInterrupted as stop:
@@ -292,7 +301,14 @@ def _rehearse_on(
             return (
                 plan,
                 pending,
-                rehearse(conn, dialect, pending, adopting=not plan.applied, interrupts=interrupts),
+                rehearse(
+                    conn,
+                    dialect,
+                    pending,
+                    adopting=not plan.applied,
+                    interrupts=interrupts,
+                    lock_timeout_seconds=settings.database.ddl_lock_timeout_seconds,
+                ),
             )
     finally:
         engine.dispose()

@@ -14,7 +14,18 @@ from types import CodeType
 # _schema_version.version is INTEGER: 32 bits, signed, on PostgreSQL and MariaDB/MySQL.
 MAX_VERSION = 2**31 - 1
 _BOM = b"\xef\xbb\xbf"
-_CONSTANTS = ("VERSION", "DESCRIPTION", "TRANSACTIONAL", "BATCHES", "CHANGES_DATA")
+_CONSTANTS = (
+    "VERSION",
+    "DESCRIPTION",
+    "TRANSACTIONAL",
+    "BATCHES",
+    "DDL_LOCK_TIMEOUT_SECONDS",
+    "DDL_LOCK_RETRIES",
+    "CHANGES_DATA",
+)
+# Bounds of the per-migration lock-wait settings: a day, as for every timeout in the config.
+MAX_DDL_LOCK_TIMEOUT_SECONDS = 86_400
+MAX_DDL_LOCK_RETRIES = 100
 _FUNCTIONS = ("upgrade", "check", "backfill")
 # Fields that say how the code was written, not what it does (or that the parser sets from
 # layout): a comment-like marker, a string's `u` prefix, and load/store contexts.
@@ -146,6 +157,7 @@ def _check(tree: ast.Module, version: int) -> tuple[list[str], dict[str, object]
             "CHANGES_DATA must be a dict literal of table names to lists of column names, "
             'such as {"messages": ["content"]}'
         )
+    problems.extend(_lock_wait_problems(assigned, values))
     for name in _FUNCTIONS:
         if name in bound and not isinstance(defined.get(name), ast.FunctionDef):
             problems.append(f"{name} must be a function defined with def at the top level")
@@ -166,6 +178,34 @@ def changes_data(value: object) -> dict[str, frozenset[str]] | None:
             return None
         declared[table] = frozenset(columns)
     return declared
+
+
+def _lock_wait_problems(assigned: dict[str, ast.expr], values: dict[str, object]) -> list[str]:
+    """``DDL_LOCK_TIMEOUT_SECONDS``: a number of seconds above 0; ``DDL_LOCK_RETRIES``: an
+    integer from 0. Both override ``database.ddl_lock_timeout_seconds`` and the default retries
+    for this migration only (zos.migrator.lockwait)."""
+    problems: list[str] = []
+    seconds = values.get("DDL_LOCK_TIMEOUT_SECONDS")
+    if "DDL_LOCK_TIMEOUT_SECONDS" in assigned and not (
+        isinstance(seconds, int | float)
+        and not isinstance(seconds, bool)
+        and 0 < seconds <= MAX_DDL_LOCK_TIMEOUT_SECONDS
+    ):
+        problems.append(
+            "DDL_LOCK_TIMEOUT_SECONDS must be a number of seconds above 0 and at most "
+            f"{MAX_DDL_LOCK_TIMEOUT_SECONDS}, not {_shown(assigned['DDL_LOCK_TIMEOUT_SECONDS'])}"
+        )
+    retries = values.get("DDL_LOCK_RETRIES")
+    if "DDL_LOCK_RETRIES" in assigned and not (
+        isinstance(retries, int)
+        and not isinstance(retries, bool)
+        and 0 <= retries <= MAX_DDL_LOCK_RETRIES
+    ):
+        problems.append(
+            f"DDL_LOCK_RETRIES must be a whole number from 0 to {MAX_DDL_LOCK_RETRIES}, "
+            f"not {_shown(assigned['DDL_LOCK_RETRIES'])}"
+        )
+    return problems
 
 
 def _backfill_problems(

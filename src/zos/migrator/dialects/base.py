@@ -17,6 +17,8 @@ from zos.errors import LockTimeout
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
+    from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
+
 LOCK_NAME = "zos_migrate"
 # What became of a transaction that a migration's body left (see ``Dialect.left_transaction``).
 ROLLED_BACK = "rolled back"
@@ -66,6 +68,9 @@ class Dialect(Protocol):
     name: str
     # Whether DDL rolls back with the transaction, so a migration and its record can be atomic.
     transactional_ddl: bool
+    # Whether a statement that fails (a lock wait given up, a cancel) leaves nothing behind, even
+    # outside a transaction; PostgreSQL's CREATE INDEX CONCURRENTLY leaves an invalid index.
+    failed_statement_leaves_nothing: bool
 
     def run_lock(self, engine: Engine) -> RunLock:
         """A run lock for the database ``engine`` points at (not yet taken)."""
@@ -102,9 +107,9 @@ class Dialect(Protocol):
         ``ROLLED_BACK`` or ``MAYBE_COMMITTED``: what became of it."""
         ...
 
-    def restore_session(self, conn: Connection) -> None:
-        """Undo what a migration's body set for the session (search path, defaults), so the
-        record and the next migration run with the session the runner began with."""
+    def after_body(self, conn: Connection) -> None:
+        """Undo what a migration's body set for the session (search path, defaults), inside
+        its transaction, so the record and the next migration run with the runner's session."""
         ...
 
     def run_holder(self, conn: Connection) -> str | None:
@@ -117,6 +122,37 @@ class Dialect(Protocol):
 
     def durable(self, conn: Connection) -> AbstractContextManager[None]:
         """Cheap commits during the run, and everything synced to disk when it ends."""
+        ...
+
+    def restore_session(self, conn: Connection) -> None:
+        """Give ``conn`` back the session state it had when ``prepare`` first saw it (search
+        path, current database), whatever a migration changed. Call between transactions."""
+        ...
+
+    def bounded_lock_waits(self, conn: Connection, seconds: float) -> AbstractContextManager[None]:
+        """Every lock ``conn`` asks for meanwhile is waited for at most ``seconds``, then the
+        statement fails with an error ``is_lock_timeout`` recognises. Call between transactions."""
+        ...
+
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        """Like ``bounded_lock_waits`` for the transaction ``conn`` is in, and no longer (safe
+        through a transaction pooler); a no-op where the database has no such setting."""
+        ...
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        """Whether ``error`` (or what it was raised from) is a lock wait that gave up."""
+        ...
+
+    def watch_lock_waits(
+        self,
+        engine: Engine,
+        conn: Connection,
+        seconds: float,
+        on_blocked: Callable[[Blocked], None],
+    ) -> AbstractContextManager[LockWaitWatch | None]:
+        """Meanwhile, ``on_blocked`` is told once what ``conn`` waits for (locks bounded at
+        ``seconds``); the watch's ``last`` is the newest finding. None where the database has
+        no such waits to watch."""
         ...
 
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc, text
 
 from zos.database import open_connection
-from zos.errors import LockTimeout
+from zos.errors import ConfigError, LockTimeout
+from zos.migrator.dialects import lockwaits
 from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
+from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
+from zos.migrator.dialects.poolers import refuse_pooler
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -47,6 +51,7 @@ class ServerDialect:
 
     name = "server"
     transactional_ddl = True
+    failed_statement_leaves_nothing = False
 
     @contextlib.contextmanager
     def foreign_keys_suspended(self, conn: Connection) -> Iterator[None]:
@@ -73,19 +78,50 @@ class ServerDialect:
     def durable(self, conn: Connection) -> Iterator[None]:
         yield  # a server syncs every commit itself
 
+    def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def watch_lock_waits(
+        self,
+        engine: Engine,
+        conn: Connection,
+        seconds: float,
+        on_blocked: Callable[[Blocked], None],
+    ) -> Iterator[LockWaitWatch | None]:
+        delay, poll = lockwaits.watch_delay(seconds), lockwaits.poll_seconds(seconds)
+        with LockWaitWatch(engine, self._looker(conn), on_blocked, delay, poll) as watch:
+            yield watch
+
 
 class PostgresDialect(ServerDialect):
     name = "postgresql"
     transactional_ddl = True
+    failed_statement_leaves_nothing = False  # CREATE INDEX CONCURRENTLY, outside a transaction
 
     def run_lock(self, engine: Engine) -> PostgresRunLock:
         return PostgresRunLock(engine)
+
+    _search_path: str | None = None  # as the run's first connection began
+    _schema: str | None = None
 
     def prepare(self, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection
         # Server-side prepared statements do not survive a transaction pooler (PgBouncer
         # hands each transaction another server connection), and the runner needs none.
         driver.prepare_threshold = None
+        if self._search_path is None:
+            self._search_path = str(conn.exec_driver_sql("SHOW search_path").scalar())
+            self._schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            conn.rollback()
+        qualify(conn, self._schema)
+
+    def restore_session(self, conn: Connection) -> None:
+        if self._search_path is not None:
+            conn.execute(
+                text("SELECT set_config('search_path', :p, false)"), {"p": self._search_path}
+            )
+            conn.commit()
 
     def transaction_identity(self, conn: Connection) -> object:
         # The savepoint exists only in this transaction: after a failure, rolling back to it
@@ -110,13 +146,29 @@ class PostgresDialect(ServerDialect):
             ).scalar()
         return MAYBE_COMMITTED if status == "committed" else ROLLED_BACK
 
-    def restore_session(self, conn: Connection) -> None:
+    def after_body(self, conn: Connection) -> None:
         # Inside the migration's transaction: a SET is rolled back with it, and RESET ALL goes
-        # back to the values the session started with (server, role, URL options).
+        # back to the values the session started with (server, role, URL options); then the
+        # runner's own search path.
         conn.exec_driver_sql("RESET ALL")
+        self.restore_session(conn)
 
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
+
+    def bounded_lock_waits(
+        self, conn: Connection, seconds: float
+    ) -> contextlib.AbstractContextManager[None]:
+        return lockwaits.pg_bounded(conn, seconds)
+
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, math.ceil(seconds * 1000))}")
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return lockwaits.lock_timeout_error(error, lockwaits.PG_LOCK_NOT_AVAILABLE)
+
+    def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
+        return lockwaits.pg_looker(conn)
 
     def cancel(self, engine: Engine, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection
@@ -140,6 +192,11 @@ class PostgresRunLock:
         if self._conn is None:
             conn = open_connection(self.engine).execution_options(isolation_level="AUTOCOMMIT")
             PostgresDialect().prepare(conn)
+            try:
+                refuse_pooler(conn, self.engine.url.render_as_string(hide_password=True))
+            except ConfigError:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -174,6 +231,15 @@ class PostgresRunLock:
             conn.close()
 
 
+def qualify(conn: Connection, schema: str | None) -> None:
+    """Make every statement on zos's tables through ``conn`` name ``schema`` (the one the run
+    began in), so a migration that changes the search path or the current database cannot
+    move where the runner records it. ``database.schema``, when set, is already in force."""
+    options = conn.get_execution_options()
+    if schema is not None and not options.get("schema_translate_map"):
+        conn.execution_options(schema_translate_map={None: schema})
+
+
 def describe_pg_holder(row: Any) -> str:
     pid, application, address = row
     if isinstance(application, str) and application.startswith("zos: "):
@@ -191,12 +257,27 @@ class MySQLDialect(ServerDialect):
     name = "mysql"
     # Every DDL statement commits at once: a migration is marked started before it runs.
     transactional_ddl = False
+    # DDL is atomic per statement (MariaDB 10.6 "Atomic DDL", MySQL 8.0 "Atomic Data Definition
+    # Statement Support"): a statement that fails leaves no half-made table behind.
+    failed_statement_leaves_nothing = True
 
     def run_lock(self, engine: Engine) -> MySQLRunLock:
         return MySQLRunLock(engine)
 
+    _database: str | None = None  # as the run's first connection began
+
     def prepare(self, conn: Connection) -> None:
-        return None
+        if self._database is None:
+            current = conn.exec_driver_sql("SELECT DATABASE()").scalar()
+            conn.rollback()
+            self._database = None if current is None else str(current)
+        qualify(conn, self._database)
+
+    def restore_session(self, conn: Connection) -> None:
+        if self._database is not None:
+            quoted = self._database.replace("`", "``")
+            conn.exec_driver_sql(f"USE `{quoted}`")
+            conn.commit()
 
     def transaction_identity(self, conn: Connection) -> object:
         # InnoDB's id of the transaction, once it has written (a read-only one gets a stand-in
@@ -221,11 +302,25 @@ class MySQLDialect(ServerDialect):
             return MAYBE_COMMITTED
         return None if now == identity else MAYBE_COMMITTED
 
-    def restore_session(self, conn: Connection) -> None:
-        return None
+    def after_body(self, conn: Connection) -> None:
+        self.restore_session(conn)
 
     def run_holder(self, conn: Connection) -> str | None:
         return mysql_run_holder(conn)
+
+    def bounded_lock_waits(
+        self, conn: Connection, seconds: float
+    ) -> contextlib.AbstractContextManager[None]:
+        return lockwaits.mysql_bounded(conn, seconds)
+
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        return None  # no transaction-local variables; nothing is rehearsed here anyway
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return lockwaits.lock_timeout_error(error, lockwaits.MYSQL_LOCK_WAIT_TIMEOUT)
+
+    def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
+        return lockwaits.mysql_looker(conn)
 
     def cancel(self, engine: Engine, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection

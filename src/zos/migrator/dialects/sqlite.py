@@ -146,6 +146,7 @@ class _SqliteWatch:
 class SqliteDialect:
     name = "sqlite"
     transactional_ddl = True
+    failed_statement_leaves_nothing = True  # every statement is atomic in SQLite
 
     def __init__(self, database: Path | None) -> None:
         self.database = database
@@ -240,7 +241,7 @@ class SqliteDialect:
                 return MAYBE_COMMITTED
         return ROLLED_BACK
 
-    def restore_session(self, conn: Connection) -> None:
+    def after_body(self, conn: Connection) -> None:
         return None  # a migration's PRAGMAs are its own business; the runner sets what it needs
 
     def run_holder(self, conn: Connection) -> str | None:
@@ -250,6 +251,25 @@ class SqliteDialect:
         driver = conn.connection.dbapi_connection
         if isinstance(driver, sqlite3.Connection):
             driver.interrupt()  # documented as safe to call from another thread
+
+    def restore_session(self, conn: Connection) -> None:
+        return None  # a migration cannot change where an SQLite connection's tables are
+
+    def bounded_lock_waits(self, conn: Connection, seconds: float) -> contextlib.nullcontext[None]:
+        # The runner's writes are bounded by busy_timeout already, and SQLite's lock is the
+        # whole file: no table lock to queue the application behind.
+        return contextlib.nullcontext()
+
+    def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:
+        return None
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return False
+
+    def watch_lock_waits(
+        self, engine: Engine, conn: Connection, seconds: float, on_blocked: Any
+    ) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def durable(self, conn: Connection) -> Iterator[None]:

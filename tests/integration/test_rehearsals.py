@@ -1,0 +1,134 @@
+"""Honest rehearsals (issue 10): a backfill is rehearsed on its first batches only, with the
+whole table's time projected, and a rehearsal stops at the first migration it cannot rehearse
+instead of reporting false failures after it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import exc, text
+
+from tests.conftest import Backend, MakeMigrations, _backend, migration, run_cli
+from tests.integration.test_backfill import ROWS, counts, folder_for
+
+BATCH = 100
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rehearsable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The databases whose dry run rehearses (MariaDB's shows the plan only)."""
+    yield from _backend(request.param, tmp_path)
+
+
+def test_a_backfill_is_rehearsed_on_its_first_batches_with_a_projected_time(
+    rehearsable: Backend, make_migrations: MakeMigrations
+) -> None:
+    backend = rehearsable
+    folder = folder_for(make_migrations, size=BATCH)
+    assert run_cli("db", "migrate", "--target", "1", env=backend.env(folder)).exit_code == 0
+    result = run_cli("db", "migrate", "--dry-run", env=backend.env(folder))
+    assert result.exit_code == 0, result.stderr
+    assert re.search(
+        rf"  002: Count every item once \(\d+ ms; backfill rehearsed on its first {3 * BATCH} "
+        rf"of {ROWS:,} rows; the whole table would take about \d+\.\d s\)",
+        result.stdout,
+    ), result.stdout
+    assert counts(backend) == {0: ROWS}  # nothing kept
+
+
+def test_a_postgresql_backfill_rehearsal_leaves_the_rest_of_the_table_to_writers(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    # A writer that gives up after 100 ms on any lock keeps updating the table's last row
+    # while the dry run rehearses a slow backfill: the rehearsal never locks that row.
+    for backend in _backend("postgresql", tmp_path):
+        folder = folder_for(make_migrations, size=BATCH, pause=0.3)
+        env = backend.env(folder)
+        assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+        engine = backend.engine()
+        with engine.connect() as conn:
+            last = conn.execute(text("SELECT MAX(id) FROM items")).scalar_one()
+        dry = subprocess.Popen(
+            [sys.executable, "-m", "zos", "db", "migrate", "--dry-run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        updates, refused = 0, 0
+        with engine.connect() as writer:
+            writer.exec_driver_sql("SET lock_timeout = '100ms'")
+            writer.commit()
+            while dry.poll() is None:
+                try:
+                    writer.execute(text("UPDATE items SET label = 'w' WHERE id = :i"), {"i": last})
+                    writer.commit()
+                    updates += 1
+                except exc.OperationalError:
+                    writer.rollback()
+                    refused += 1
+                time.sleep(0.02)
+        out, err = dry.communicate()
+        engine.dispose()
+        assert dry.returncode == 0, err
+        assert "backfill rehearsed on its first 300" in out
+        assert updates > 0 and refused == 0
+
+
+OUTSIDE = {
+    "sqlite": "CREATE INDEX ix_t_x ON t (x)",
+    "postgresql": "CREATE INDEX CONCURRENTLY ix_t_x ON t (x)",
+}
+
+
+def test_a_rehearsal_stops_at_a_migration_it_cannot_rehearse(
+    rehearsable: Backend, make_migrations: MakeMigrations
+) -> None:
+    backend = rehearsable
+    folder = make_migrations(
+        {
+            "001_t.py": migration(
+                1, "Create t", "conn.execute(text('CREATE TABLE t (id INTEGER, x INTEGER)'))"
+            ),
+            "002_index.py": migration(
+                2, "Index x", f"conn.execute(text({OUTSIDE[backend.name]!r}))"
+            )
+            + "\nTRANSACTIONAL = False\n",
+            "003_drop.py": migration(
+                3, "Drop the index", "conn.execute(text('DROP INDEX ix_t_x'))"
+            ),
+        }
+    )
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    result = run_cli("db", "migrate", "--dry-run", env=env)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "  002: Index x (runs outside a transaction; not rehearsed)" in result.stdout
+    assert (
+        "  003: Drop the index (not rehearsed: follows 002, which cannot be rehearsed)"
+        in result.stdout
+    )
+    assert "FAILED" not in result.stdout
+    real = run_cli("db", "migrate", env=env)
+    assert real.exit_code == 0, real.stderr
+
+
+def test_a_postgresql_rehearsal_gives_up_a_lock_wait_like_the_real_run(
+    make_migrations: MakeMigrations, tmp_path: Path
+) -> None:
+    from tests.integration.test_lock_waits import reader_in_transaction, widgets_migrations
+
+    for backend in _backend("postgresql", tmp_path):
+        folder = widgets_migrations(make_migrations)
+        env = backend.env(folder) | {"ZOS_DATABASE__DDL_LOCK_TIMEOUT_SECONDS": "1"}
+        assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+        with reader_in_transaction(backend):
+            result = run_cli("db", "migrate", "--dry-run", env=env)
+        assert result.exit_code == 1
+        assert re.search(r"  002: Add a note FAILED after \d+ ms: .*lock timeout", result.stdout)

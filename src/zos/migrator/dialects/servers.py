@@ -151,7 +151,10 @@ class PostgresDialect(ServerDialect):
         # back to the values the session started with (server, role, URL options); then the
         # runner's own search path.
         conn.exec_driver_sql("RESET ALL")
-        self.restore_session(conn)
+        if self._search_path is not None:
+            conn.execute(
+                text("SELECT set_config('search_path', :p, false)"), {"p": self._search_path}
+            )
 
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
@@ -303,7 +306,9 @@ class MySQLDialect(ServerDialect):
         return None if now == identity else MAYBE_COMMITTED
 
     def after_body(self, conn: Connection) -> None:
-        self.restore_session(conn)
+        if self._database is not None:
+            # Within the transaction: USE commits nothing, and the record must find its table.
+            conn.exec_driver_sql(f"USE `{self._database.replace('`', '``')}`")
 
     def run_holder(self, conn: Connection) -> str | None:
         return mysql_run_holder(conn)

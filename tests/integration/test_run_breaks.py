@@ -23,6 +23,7 @@ from tests.integration.processes import (
     tables,
     wait_for,
 )
+from tests.integration.test_interrupts import LONG_STATEMENT
 
 T1 = migration(1, "T", "conn.execute(text('CREATE TABLE t (id INTEGER)'))")
 
@@ -119,15 +120,6 @@ def upgrade(conn):
     open(os.environ["ZOS_TEST_MARK"], "a").close()
     {wait}
 """
-
-LONG_STATEMENT = {
-    "sqlite": (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000000000)"
-        " SELECT count(*) FROM c"
-    ),
-    "postgresql": "SELECT pg_sleep(600)",
-    "mariadb": "SELECT SLEEP(600)",
-}
 
 
 def _sleeping(backend: Backend, kind: str) -> str:

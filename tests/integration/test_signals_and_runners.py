@@ -43,7 +43,7 @@ DESCRIPTION = "Ordinary {v}"
 
 def upgrade(conn):
     conn.execute(text("CREATE TABLE thing_{v} (id INTEGER)"))
-    time.sleep(0.05)
+    time.sleep(0.3)
     conn.execute(text("INSERT INTO bodies (version) VALUES ({v})"))
 """
 
@@ -77,7 +77,7 @@ def backfill(conn, low, high):
         text("UPDATE items SET n = n + 1 WHERE id > :low AND id <= :high"),
         {"low": low, "high": high},
     )
-    time.sleep(0.01)
+    time.sleep(0.03)
 """
 
 
@@ -189,7 +189,7 @@ def test_eight_runners_and_random_signals_leave_every_effect_exactly_once(
     for _ in range(ROUNDS):
         database = backend.sibling()
         runners = [start(database, folder, "db", "migrate") for _ in range(RUNNERS)]
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.2, 1.5))
         # The runner holding the run lock, when status can name it, and a few others.
         holder = holder_pid(database, folder)
         targets = [r for r in runners if r.pid == holder] + rng.sample(runners, rng.randint(1, 2))

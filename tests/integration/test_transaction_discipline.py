@@ -160,3 +160,24 @@ def test_a_migration_raising_a_base_exception_is_a_failed_migration(
     assert f"001_raises.py failed: {shown}" in line
     if backend.name != "mariadb":
         assert "first_half" not in tables(backend) and states(backend) == {}
+
+
+def test_a_foreign_key_mismatch_names_the_migration_and_that_it_was_rolled_back(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    if backend.name != "sqlite":
+        return  # the servers refuse such a key when it is declared
+    body = "\n".join(
+        [
+            "conn.execute(text('CREATE TABLE parent (code TEXT)'))",
+            "conn.execute(text('CREATE TABLE child (code TEXT REFERENCES parent (code))'))",
+            "conn.execute(text(\"INSERT INTO child (code) VALUES ('a')\"))",
+        ]
+    )
+    folder = make_migrations({"001_keys.py": migration(1, "Keys", body)})
+    result = run_cli("db", "migrate", env=backend.env(folder))
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
+    assert line.startswith("Error: 001_keys.py failed: foreign key mismatch")
+    assert "rolled back and the database is unchanged" in line
+    assert "child" not in tables(backend) and states(backend) == {}

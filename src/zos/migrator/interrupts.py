@@ -41,6 +41,7 @@ class Interrupts:
         self._interruptible = 0
         self._raised = False
         self._cancel: Callable[[], None] | None = None
+        self._cancel_lock = threading.Lock()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Interrupts]:
@@ -77,6 +78,9 @@ class Interrupts:
             self.signum = signum
         if self._interruptible and not self._raised:
             self._raised = True
+            # The statement may still run on the server when Python code is what the signal
+            # stopped (a pure-Python driver waiting on its socket): cancel it before leaving.
+            self._cancel_once()
             raise RunInterrupted(self.signum)
 
     def _watch(self, reader: int) -> None:
@@ -87,22 +91,31 @@ class Interrupts:
                 return
             if not data:
                 return
-            cancel = self._cancel
-            if cancel is not None and self._interruptible and any(b in _SIGNALS for b in data):
-                with contextlib.suppress(Exception):
-                    cancel()
+            if self._interruptible and any(b in _SIGNALS for b in data):
+                self._cancel_once()
+
+    def _cancel_once(self) -> None:
+        """Cancel the running statement, once per section: a second cancel could stop the
+        clean-up's own statement."""
+        with self._cancel_lock:
+            cancel, self._cancel = self._cancel, None
+        if cancel is not None:
+            with contextlib.suppress(Exception):
+                cancel()
 
     @contextlib.contextmanager
     def interruptible(self, cancel: Callable[[], None] | None = None) -> Iterator[None]:
         """A section that a signal may stop at once; ``cancel`` stops a running statement."""
         self.check()
         self._interruptible += 1
-        self._cancel = cancel
+        with self._cancel_lock:
+            self._cancel = cancel
         try:
             yield
         finally:
             self._interruptible -= 1
-            self._cancel = None
+            with self._cancel_lock:
+                self._cancel = None
 
     def check(self) -> None:
         """Raise ``RunInterrupted`` if a signal arrived outside an interruptible section."""

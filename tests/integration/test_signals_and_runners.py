@@ -159,6 +159,10 @@ def undo_unfinished(backend: Backend, folder: Path) -> None:
             conn.execute(text("DELETE FROM bodies WHERE version = :v"), {"v": version})
             if version in (2, 5) and f"thing_{version}" in names:
                 conn.execute(text(f"DROP TABLE thing_{version}"))
+            if version == 4:
+                # A backfill marked unfinished without its cursor (it may have committed part
+                # of a batch itself): the operator undoes every row it touched.
+                conn.execute(text("UPDATE items SET n = 0"))
             if version == 3 and "ix_items_n" in names:
                 drop = "DROP INDEX ix_items_n" + (" ON items" if backend.name == "mariadb" else "")
                 conn.execute(text(drop))

@@ -283,13 +283,10 @@ class MySQLDialect(ServerDialect):
             conn.commit()
 
     def transaction_identity(self, conn: Connection) -> object:
-        # InnoDB's id of the transaction, once it has written (a read-only one gets a stand-in
-        # id that changes at its first write); None when it cannot be seen, and then the
-        # started marker alone covers whatever a migration commits.
-        try:
-            return conn.exec_driver_sql(_MYSQL_TRX).scalar()
-        except exc.DBAPIError:
-            return None
+        # A savepoint lives only as long as its transaction: if it is gone afterwards, the
+        # body committed (a DDL statement or a COMMIT through a door Python cannot shut).
+        conn.exec_driver_sql("SAVEPOINT zos_guard")
+        return "zos_guard"
 
     def left_transaction(
         self, engine: Engine, conn: Connection, identity: object, *, failed: bool
@@ -299,11 +296,12 @@ class MySQLDialect(ServerDialect):
             return ROLLED_BACK  # closed: the server rolled back what it held
         if identity is None:
             return None
+        verb = "ROLLBACK TO SAVEPOINT" if failed else "RELEASE SAVEPOINT"
         try:
-            now = conn.exec_driver_sql(_MYSQL_TRX).scalar()
+            conn.exec_driver_sql(f"{verb} zos_guard")
         except exc.DBAPIError:
             return MAYBE_COMMITTED
-        return None if now == identity else MAYBE_COMMITTED
+        return None
 
     def after_body(self, conn: Connection) -> None:
         if self._database is not None:
@@ -335,10 +333,6 @@ class MySQLDialect(ServerDialect):
 
 # Where a MariaDB/MySQL run lock's holder writes who it is and what it is doing.
 MYSQL_HOLDER_TABLE = "_schema_lock"
-_MYSQL_TRX = (
-    "SELECT trx_id FROM information_schema.INNODB_TRX"
-    " WHERE trx_mysql_thread_id = CONNECTION_ID() AND trx_is_read_only = 0"
-)
 
 
 def mysql_lock_name(conn: Connection) -> str:

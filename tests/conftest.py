@@ -121,6 +121,12 @@ def server_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
     yield from _backend(request.param, tmp_path)
 
 
+@pytest.fixture
+def mariadb_backend(tmp_path: Path) -> Iterator[Backend]:
+    """An empty MariaDB database: for what only a database whose DDL commits at once shows."""
+    yield from _backend("mariadb", tmp_path)
+
+
 def _backend(name: str, tmp_path: Path) -> Iterator[Backend]:
     if name != "sqlite":
         problem = _server_problem(name)

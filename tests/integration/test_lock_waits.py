@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, inspect, text
 
 from tests.conftest import Backend, MakeMigrations, migration, run_cli
@@ -319,3 +320,93 @@ def test_a_run_stopped_while_it_waits_for_a_lock_leaves_nothing_to_repair(
     )
     assert recorded(backend) == {1: "applied"}
     assert "note" not in columns(backend)
+
+
+def test_a_run_killed_while_it_waits_for_a_lock_has_marked_nothing(
+    server_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # SIGKILL leaves no handler to clean up: on MariaDB the started mark must not have been
+    # committed yet while the ALTER waits (it waits before the mark, not after).
+    backend = server_backend
+    folder = widgets_migrations(make_migrations, timeout=30, retries=0)
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    with reader_in_transaction(backend):
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "zos", "db", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            if "waiting for a lock on widgets" in line:
+                break
+        runner.kill()
+        runner.communicate(timeout=60)
+        assert recorded(backend) == {1: "applied"}
+    assert "note" not in columns(backend)
+    # The server notices the dead client and lets its lock wait go; the next run needs no
+    # repair and applies the migration.
+    status = run_cli("db", "status", env=env)
+    assert "Problems" not in status.stderr, status.stderr
+    deadline = time.monotonic() + 60
+    while True:
+        again = run_cli("db", "migrate", env=env)
+        if again.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # the killed run's server session may still hold the run lock
+    assert again.exit_code == 0, again.stderr
+    assert recorded(backend) == {1: "applied", 2: "applied"}
+    assert "note" in columns(backend)
+
+
+@pytest.mark.parametrize("transactional", [True, False])
+def test_a_marked_migration_whose_first_change_fails_leaves_nothing_to_repair(
+    transactional: bool, mariadb_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # MariaDB marks a migration started before its DDL commits; when the first change itself
+    # fails, the mark goes too (a failed statement there leaves nothing).
+    folder = make_migrations(
+        {
+            "001_widgets.py": migration(1, "Create widgets", CREATE_WIDGETS),
+            "002_bad.py": migration(
+                2,
+                "Alter a table that is not there",
+                "conn.execute(text('ALTER TABLE nowhere ADD COLUMN note VARCHAR(20)'))",
+            )
+            + f"\nTRANSACTIONAL = {transactional}\n",
+        }
+    )
+    backend = mariadb_backend
+    env = backend.env(folder)
+    result = run_cli("db", "migrate", env=env)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: 002_bad.py failed: "), lines
+    assert "nothing was changed and nothing needs repair" in lines[0]
+    assert recorded(backend) == {1: "applied"}
+    assert "Problems" not in run_cli("db", "status", env=env).stderr
+
+
+def test_a_marked_migration_that_changed_something_before_failing_stays_marked(
+    mariadb_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    folder = make_migrations(
+        {
+            "001_widgets.py": migration(1, "Create widgets", CREATE_WIDGETS),
+            "002_half.py": migration(
+                2,
+                "Add a note, then alter a table that is not there",
+                ADD_NOTE + "\nconn.execute(text('ALTER TABLE nowhere ADD COLUMN x INTEGER'))",
+            ),
+        }
+    )
+    backend = mariadb_backend
+    env = backend.env(folder)
+    result = run_cli("db", "migrate", env=env)
+    assert result.exit_code == 1
+    assert "is marked unfinished" in result.stderr, result.stderr
+    assert recorded(backend) == {1: "applied", 2: "started"}
+    assert "note" in columns(backend)

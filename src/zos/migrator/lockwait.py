@@ -23,6 +23,7 @@ from sqlalchemy import Connection, event
 from zos.errors import Interrupted, MigrationFailed
 from zos.migrator import recorder
 from zos.migrator.events import EventKind, MigrationEvent
+from zos.migrator.marker import may_change_something
 from zos.migrator.records import State
 
 if TYPE_CHECKING:
@@ -36,9 +37,6 @@ FIRST_PAUSE_SECONDS = 0.5
 MAX_PAUSE_SECONDS = 30.0
 _NOTHING_CHANGED = "nothing was changed and nothing needs repair"
 _RESUMES = "its committed batches are kept and the next 'zos db migrate' resumes it"
-# Statements that change nothing a repair would have to look at.
-_READS = ("SELECT", "SHOW", "SET", "WITH", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE")
-_OWN_TABLES = (recorder.TABLE_NAME, recorder.BACKFILL_TABLE_NAME)
 
 
 def pause_seconds(attempt: int) -> float:
@@ -177,11 +175,8 @@ class _Writes:
         self.count = 0
 
     def _seen(self, *args: Any) -> None:
-        statement = str(args[2]).lstrip()
-        first = statement.split(None, 1)[0].upper() if statement else ""
-        if first in _READS or any(table in statement for table in _OWN_TABLES):
-            return
-        self.count += 1
+        if may_change_something(str(args[2])):
+            self.count += 1
 
     def __enter__(self) -> _Writes:
         event.listen(self.conn, "after_cursor_execute", self._seen)

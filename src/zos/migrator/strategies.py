@@ -19,8 +19,10 @@ from zos.migrator.dialects.base import MAYBE_COMMITTED
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.events import EventKind
 from zos.migrator.executor import BodyFailed, Executor, elapsed_ms, rollback_quietly
+from zos.migrator.marker import StartedMark
 from zos.migrator.records import BackfillCursor, State
 
+_NOTHING_COMMITTED = "nothing was changed and nothing needs repair"
 _MARKED = (
     "it may be partly applied (this database commits schema changes at once, or the "
     "migration runs outside a transaction) and is marked unfinished; see 'zos db status' "
@@ -54,26 +56,35 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
     upgrade = migration.upgrade
     with ex.transaction():
         recorder.ensure_unrecorded(conn, version)
-        ex.record(migration, State.STARTED, None)
+    mark = StartedMark(ex, migration)
     ex.emit(EventKind.STARTED, migration)
     started = time.monotonic()
     try:
         if migration.transactional:
-            # DML inside still commits together with the finishing mark.
+            # DML inside still commits together with the marks.
             with ex.transaction():
                 if upgrade is not None:
-                    ex.run_body(migration, lambda: upgrade(conn))
+                    with mark.before_first_change():
+                        ex.run_body(migration, lambda: upgrade(conn))
+                mark.write()
                 recorder.mark_finished(conn, version, elapsed_ms(started))
         else:
             with ex.dialect.autocommit(conn):
                 if upgrade is not None:
-                    ex.run_body(migration, lambda: upgrade(conn), in_transaction=False)
+                    with mark.before_first_change():
+                        ex.run_body(migration, lambda: upgrade(conn), in_transaction=False)
             with ex.transaction():
+                mark.write()
                 recorder.mark_finished(conn, version, elapsed_ms(started))
     except BodyFailed as failed:
         rollback_quietly(conn)
-        raise ex.failure(migration, failed, _MARKED) from failed.error
+        raise ex.failure(migration, failed, _left_by(mark)) from failed.error
     return elapsed_ms(started)
+
+
+def _left_by(mark: StartedMark) -> str:
+    """What a failed marked migration left."""
+    return _MARKED if mark.kept_after_failure() else _NOTHING_COMMITTED
 
 
 def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
@@ -146,15 +157,17 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
     else:
         with ex.transaction():
             recorder.ensure_unrecorded(conn, version)
-            ex.record(migration, State.STARTED, None)
+        mark = StartedMark(ex, migration)
         try:
             with ex.transaction():
                 if upgrade is not None:
-                    ex.run_body(migration, lambda: upgrade(conn))
+                    with mark.before_first_change():
+                        ex.run_body(migration, lambda: upgrade(conn))
+                mark.write()
                 recorder.start_cursor(conn, version)
         except BodyFailed as failed:
             rollback_quietly(conn)
-            raise ex.failure(migration, failed, _MARKED) from failed.error
+            raise ex.failure(migration, failed, _left_by(mark)) from failed.error
     return BackfillCursor(version, None, 0)
 
 

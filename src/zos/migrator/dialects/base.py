@@ -143,6 +143,17 @@ class Dialect(Protocol):
         """Whether ``error`` (or what it was raised from) is a lock wait that gave up."""
         ...
 
+    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
+        """Before a migration's ``started`` mark is committed, wait (bounded like the
+        statement would be) until the lock ``statement`` needs on its table can be had, so a
+        run that is stopped or gives up while waiting has marked nothing. A no-op where the
+        mark commits together with the statement.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the wait gave up (``is_lock_timeout``) or was cancelled.
+        """
+        ...
+
     def watch_lock_waits(
         self,
         engine: Engine,

@@ -170,6 +170,9 @@ class PostgresDialect(ServerDialect):
     def is_lock_timeout(self, error: BaseException) -> bool:
         return lockwaits.lock_timeout_error(error, lockwaits.PG_LOCK_NOT_AVAILABLE)
 
+    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
+        return None  # the mark commits with the statement, or after CONCURRENTLY has begun
+
     def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
         return lockwaits.pg_looker(conn)
 
@@ -321,6 +324,9 @@ class MySQLDialect(ServerDialect):
 
     def is_lock_timeout(self, error: BaseException) -> bool:
         return lockwaits.lock_timeout_error(error, lockwaits.MYSQL_LOCK_WAIT_TIMEOUT)
+
+    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
+        lockwaits.mysql_wait_for_table_lock(conn, statement)
 
     def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
         return lockwaits.mysql_looker(conn)

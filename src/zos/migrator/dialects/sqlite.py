@@ -266,6 +266,9 @@ class SqliteDialect:
     def is_lock_timeout(self, error: BaseException) -> bool:
         return False
 
+    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
+        return None
+
     def watch_lock_waits(
         self, engine: Engine, conn: Connection, seconds: float, on_blocked: Any
     ) -> contextlib.nullcontext[None]:

@@ -122,15 +122,22 @@ TRANSACTIONAL = {transactional}
 
 
 def upgrade(conn):
+    {first}
     open(os.environ["ZOS_TEST_MARK"] + "{version}", "a").close()
     time.sleep({pause})
     {then}
 """
 
 
-def slow(version: int, pause: float, then: str = "pass", transactional: bool = True) -> str:
+def slow(
+    version: int, pause: float, then: str = "pass", transactional: bool = True, first: str = "pass"
+) -> str:
+    """A migration that runs ``first``, writes its mark file, waits ``pause`` s, runs ``then``.
+
+    A migration outside a transaction is recorded as started with its first change, so one
+    that should be seen running changes something ``first``."""
     return SLOW_THEN_MARK.format(
-        version=version, pause=pause, then=then, transactional=transactional
+        version=version, pause=pause, then=then, transactional=transactional, first=first
     )
 
 
@@ -143,7 +150,13 @@ def test_a_runner_never_applies_past_a_migration_another_runner_is_running(
         {
             "001_t.py": migration(1, "T", "conn.execute(text('CREATE TABLE t (id INTEGER)'))"),
             "002_slow.py": slow(2, 1.0),
-            "003_fails.py": slow(3, 0.2, "raise RuntimeError('003 breaks')", transactional=False),
+            "003_fails.py": slow(
+                3,
+                0.2,
+                "raise RuntimeError('003 breaks')",
+                transactional=False,
+                first="conn.execute(text('CREATE TABLE three (id INTEGER)'))",
+            ),
             "004_after.py": migration(
                 4, "After", "conn.execute(text('CREATE TABLE after_four (id INTEGER)'))"
             ),
@@ -169,7 +182,11 @@ def test_status_names_the_running_migration_and_repair_refuses_while_it_runs(
         {
             "001_t.py": migration(1, "T", "conn.execute(text('CREATE TABLE t (id INTEGER)'))"),
             "002_outside.py": slow(
-                2, 1.5, "conn.execute(text('CREATE INDEX ix_t_id ON t (id)'))", transactional=False
+                2,
+                1.5,
+                "conn.execute(text('CREATE INDEX ix_t_id ON t (id)'))",
+                transactional=False,
+                first="conn.execute(text('CREATE TABLE two (id INTEGER)'))",
             ),
         }
     )

@@ -4,12 +4,12 @@ gives up, so the application's queries never queue behind it for longer than tha
 migration is tried again after a pause, ``DDL_LOCK_RETRIES`` times (default 3).
 
 A try that gave up leaves nothing to repair: where the migration and its record are one
-transaction (SQLite, PostgreSQL) it was rolled back; where a ``started`` mark was committed
-first (MariaDB/MySQL, ``TRANSACTIONAL = False``) and the migration changed nothing before it
-gave up, the mark is removed; a backfill resumes from its last committed batch. The same holds
-when SIGINT or SIGTERM stops a migration that changed nothing yet (typically while it waits).
-Not removed: the mark of a ``TRANSACTIONAL = False`` migration on PostgreSQL, where a failed
-``CREATE INDEX CONCURRENTLY`` leaves an invalid index behind, and any mark after a SIGKILL.
+transaction (SQLite, PostgreSQL) it was rolled back; where a ``started`` mark commits first
+(MariaDB/MySQL, ``TRANSACTIONAL = False``), the mark is written only after the wait for the
+first change's table lock (``marker.py``), so a run that gives up, or is stopped by any signal
+while it waits, has marked nothing; a backfill resumes from its last committed batch. A mark
+stays when a lock wait is given up after the migration changed something, and on PostgreSQL
+for ``TRANSACTIONAL = False`` (a failed ``CREATE INDEX CONCURRENTLY`` leaves an invalid index).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event
 
-from zos.errors import Interrupted, MigrationFailed
+from zos.errors import MigrationFailed
 from zos.migrator import recorder
 from zos.migrator.events import EventKind, MigrationEvent
 from zos.migrator.marker import may_change_something
@@ -73,8 +73,6 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
                 writes,
             ):
                 return apply()
-        except Interrupted as stop:
-            raise _interrupted(ex, migration, stop, wrote=writes.count > 0) from stop
         except MigrationFailed as failed:
             if not ex.dialect.is_lock_timeout(failed):
                 raise
@@ -94,37 +92,6 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
             with ex.interrupts.interruptible():
                 time.sleep(pause)
     raise AssertionError("unreachable: the last try returns or raises")
-
-
-def _interrupted(
-    ex: Executor, migration: LoadedMigration, stop: Interrupted, *, wrote: bool
-) -> Interrupted:
-    """A signal stopped the migration: when it had changed nothing yet (typically while it
-    waited for a lock), its ``started`` mark is removed and the error says nothing needs repair."""
-    try:
-        with ex.fresh_transaction() as conn:
-            version = migration.script.version
-            unstarted = (
-                recorder.recorded_state(conn, version) == State.STARTED
-                and recorder.read_cursor(conn, version) is None
-                and not wrote
-                and (migration.transactional or ex.dialect.failed_statement_leaves_nothing)
-            )
-            if unstarted:
-                recorder.forget(conn, version)
-    except Exception:  # the original error says enough; the mark stays for 'zos db repair'
-        return stop
-    if not unstarted:
-        return stop  # rolled back, or partly done: the original error says which
-    state = _NOTHING_CHANGED
-    import signal
-
-    name = signal.Signals(stop.signum).name
-    return Interrupted(
-        f"interrupted by {name} during {migration.script.name}: {state}; the database is at "
-        f"version {ex.current_version}",
-        stop.signum,
-    )
 
 
 def _gave_up(

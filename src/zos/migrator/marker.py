@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
 from zos.migrator import recorder
 from zos.migrator.records import State
 
 if TYPE_CHECKING:
     from zos.migrator.discovery import LoadedMigration
-    from zos.migrator.executor import Executor
+    from zos.migrator.executor import BodyFailed, Executor
 
 # First words of statements that change nothing a repair would have to look at (transaction
 # control included: the guard refuses it before it reaches the database).
@@ -79,23 +79,36 @@ class StartedMark:
             event.remove(conn, "before_cursor_execute", before)
             event.remove(conn, "after_cursor_execute", after)
 
-    def kept_after_failure(self) -> bool:
-        """After the body failed and its transaction was rolled back: whether a mark stays.
+    def kept_after_failure(self, failed: BodyFailed) -> bool:
+        """After the body failed with ``failed`` and its transaction was rolled back: whether
+        a mark stays.
 
         No mark is stored when none was committed (a mark commits only with the first
-        change). A mark is removed when no statement that may change something completed and
-        the failed one left nothing (the migration ran in a transaction, or the database's
-        failed statements leave nothing), so nothing needs repair.
+        change). A stored mark is removed only when the server itself refused the first
+        statement that may change something (no such statement completed, no signal or lost
+        connection cut the answer short, where the statement may have completed unseen) and a
+        refused statement leaves nothing (the migration ran in a transaction, or the
+        database's failed statements leave nothing): then nothing needs repair.
         """
         if not self.written:
             return False
         version = self.migration.script.version
         harmless = self.migration.transactional or self.ex.dialect.failed_statement_leaves_nothing
+        refused = (
+            failed.signum is None
+            and isinstance(failed.error, exc.DBAPIError)
+            and not failed.error.connection_invalidated
+        )
         try:
             with self.ex.fresh_transaction() as conn:
                 if recorder.recorded_state(conn, version) is None:
                     return False
-                if self.completed == 0 and harmless and recorder.read_cursor(conn, version) is None:
+                if (
+                    refused
+                    and harmless
+                    and self.completed == 0
+                    and recorder.read_cursor(conn, version) is None
+                ):
                     recorder.forget(conn, version)
                     return False
         except Exception:  # the body broke the connection: claim no more than may be true

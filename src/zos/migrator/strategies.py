@@ -78,13 +78,13 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
                 recorder.mark_finished(conn, version, elapsed_ms(started))
     except BodyFailed as failed:
         rollback_quietly(conn)
-        raise ex.failure(migration, failed, _left_by(mark)) from failed.error
+        raise ex.failure(migration, failed, _left_by(mark, failed)) from failed.error
     return elapsed_ms(started)
 
 
-def _left_by(mark: StartedMark) -> str:
+def _left_by(mark: StartedMark, failed: BodyFailed) -> str:
     """What a failed marked migration left."""
-    return _MARKED if mark.kept_after_failure() else _NOTHING_COMMITTED
+    return _MARKED if mark.kept_after_failure(failed) else _NOTHING_COMMITTED
 
 
 def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
@@ -167,7 +167,7 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
                 recorder.start_cursor(conn, version)
         except BodyFailed as failed:
             rollback_quietly(conn)
-            raise ex.failure(migration, failed, _left_by(mark)) from failed.error
+            raise ex.failure(migration, failed, _left_by(mark, failed)) from failed.error
     return BackfillCursor(version, None, 0)
 
 

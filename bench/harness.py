@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 # A run that takes longer than this is a hang, not a measurement.
 RUN_TIMEOUT_SECONDS = 1800
+GNU_TIME = "/usr/bin/time"  # reports a child's peak memory (apt-get install time)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Case:
     verify: Callable[[], None] | None = None  # untimed, after every run; raises when wrong
     stdin: Path | None = None
     unavailable: str | None = None  # set instead of running it: "not available: …"
+    memory: bool = False  # measure the peak memory of each run (under GNU time)
+    peaks: list[int] = field(default_factory=list)  # peak resident bytes of each run
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Timing:
     label: str
     times: list[float] = field(default_factory=list)
     error: str | None = None
+    peak: int | None = None  # the highest peak resident memory of any run, in bytes
 
     @property
     def ok(self) -> bool:
@@ -48,8 +53,9 @@ class Timing:
     def median(self) -> float:
         return statistics.median(self.times)
 
-    def cell(self, rows: int | None = None) -> str:
-        """``median (min-max)`` in the median's unit, with rows/s when ``rows`` is given."""
+    def cell(self, rows: int | None = None, *, memory: bool = False) -> str:
+        """``median (min-max)`` in the median's unit, with rows/s when ``rows`` is given and
+        the peak memory when ``memory`` is."""
         if not self.ok:
             return self.error or "no runs"
         scale, unit, digits = _unit(self.median)
@@ -57,6 +63,8 @@ class Timing:
         text = f"{self.median * scale:.{digits}f} {unit} ({low}-{high})"
         if rows:
             text += f", {rows / self.median:,.0f} rows/s"
+        if memory and self.peak is not None:
+            text += f", peak {self.peak / 2**20:,.0f} MiB"
         return text
 
 
@@ -67,26 +75,37 @@ class RunFailed(Exception):
 def run_once(case: Case) -> float:
     """Prepare, run and verify ``case`` once; return the run's wall time in seconds.
 
+    With ``case.memory``, the command runs under GNU ``time``, whose report of the child's peak
+    resident memory is added to ``case.peaks``. (The benchmark's own ``wait4`` cannot report it:
+    Linux carries a forking parent's peak into its child's, so every child would show at least
+    the benchmark's own size.) ``time`` adds one small exec to the timed run.
+
     Raises:
         RunFailed: the command failed or ``verify`` found its result wrong.
     """
     if case.prepare is not None:
         case.prepare()
     stdin = case.stdin.open("rb") if case.stdin is not None else subprocess.DEVNULL
-    try:
-        started = time.perf_counter()
-        done = subprocess.run(
-            case.argv,
-            cwd=case.cwd,
-            env=case.env,
-            stdin=stdin,
-            capture_output=True,
-            timeout=RUN_TIMEOUT_SECONDS,
-        )
-        elapsed = time.perf_counter() - started
-    finally:
-        if case.stdin is not None:
-            stdin.close()  # type: ignore[union-attr]  # a file object exactly when stdin is set
+    argv = case.argv
+    with tempfile.NamedTemporaryFile("r", suffix=".maxrss") as report:
+        if case.memory:
+            argv = [GNU_TIME, "--format=%M", f"--output={report.name}", *argv]
+        try:
+            started = time.perf_counter()
+            done = subprocess.run(
+                argv,
+                cwd=case.cwd,
+                env=case.env,
+                stdin=stdin,
+                capture_output=True,
+                timeout=RUN_TIMEOUT_SECONDS,
+            )
+            elapsed = time.perf_counter() - started
+        finally:
+            if case.stdin is not None:
+                stdin.close()  # type: ignore[union-attr]  # a file object exactly when stdin is set
+        if case.memory and done.returncode == 0:
+            case.peaks.append(int(report.read().strip().splitlines()[-1]) * 1024)  # KiB
     if done.returncode != 0:
         reason = _last_line(done.stderr or done.stdout)
         raise RunFailed(f"failed (exit {done.returncode}): {reason}")
@@ -120,8 +139,9 @@ def measure(cases: list[Case], runs: int, log: Callable[[str], None] = print) ->
             except RunFailed as exc:
                 timing.error = str(exc)
         log(f"    round {round_number + 1}/{runs} done")
-    for timing in timings:
-        state = timing.cell() if timing.ok else timing.error
+    for case, timing in zip(cases, timings, strict=True):
+        timing.peak = max(case.peaks, default=None)
+        state = timing.cell(memory=case.memory) if timing.ok else timing.error
         log(f"  {timing.label}: {state}")
     return timings
 
@@ -151,6 +171,9 @@ class Row:
     absolute_value: float | None = None  # compared with limit instead of the ratio
     rows: int | None = None  # show rows/s on both sides
     zos_text: str | None = None  # replaces zos's timing cell
+    memory: bool = False  # show the peak memory on both sides
+    reference_text: str | None = None  # replaces the reference's cell
+    ratio_text: str | None = None  # replaces the ratio's cell
 
     @property
     def ratio(self) -> float | None:
@@ -175,11 +198,19 @@ def results_table(rows: list[Row]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        zos = row.zos_text if row.zos_text is not None else row.zos.cell(row.rows)
-        reference = row.reference.cell(row.rows) if row.reference is not None else ""
+        zos = (
+            row.zos_text if row.zos_text is not None else row.zos.cell(row.rows, memory=row.memory)
+        )
+        reference = (
+            row.reference.cell(row.rows, memory=row.memory) if row.reference is not None else ""
+        )
         if row.reference is not None:
             reference = f"{row.reference.label}: {reference}"
+        if row.reference_text is not None:
+            reference = row.reference_text
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
+        if row.ratio_text is not None:
+            ratio = row.ratio_text
         cells = (row.measurement, zos, reference, ratio, row.target, row.met)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from harness import check_call
 BIN = Path(sys.executable).parent
 ZOS = [str(BIN / "zos")]
 ALEMBIC = [str(BIN / "alembic")]
+YOYO = [str(BIN / "yoyo")]
 SQLITE_SHELL = "/usr/bin/sqlite3"
 
 # The Alembic database is always ./db.sqlite of the directory a command runs in.
@@ -63,30 +64,36 @@ def zos_small_tables(count: int) -> dict[str, str]:
 
 def zos_env(base: dict[str, str], migrations: Path, database: Path) -> dict[str, str]:
     """Environment pointing zos at one migrations folder and one SQLite file."""
+    return zos_url_env(base, migrations, f"sqlite:///{database}", database.parent)
+
+
+def zos_url_env(base: dict[str, str], migrations: Path, url: str, data_dir: Path) -> dict[str, str]:
+    """Environment pointing zos at one migrations folder and the database at ``url``."""
     return {
         **base,
         "ZOS_MIGRATIONS_DIR": str(migrations),
-        "ZOS_DATABASE_URL": f"sqlite:///{database}",
-        "ZOS_DATA_DIR": str(database.parent),
+        "ZOS_DATABASE_URL": url,
+        "ZOS_DATA_DIR": str(data_dir),
     }
 
 
 # --- Alembic ---------------------------------------------------------------------------------
 
 
-def alembic_project(directory: Path, revisions: dict[str, str], env: dict[str, str]) -> Path:
+def alembic_project(
+    directory: Path, revisions: dict[str, str], env: dict[str, str], url: str = ALEMBIC_URL
+) -> Path:
     """An Alembic project made by ``alembic init --template generic``, as a new user makes one.
 
-    Only ``sqlalchemy.url`` is changed, to ``./db.sqlite``; env.py and the logging set-up stay
-    as generated. Returns the path of its ``alembic.ini``.
+    Only ``sqlalchemy.url`` is changed, by default to ``./db.sqlite``; env.py and the logging
+    set-up stay as generated. Returns the path of its ``alembic.ini``.
     """
     directory.mkdir(parents=True)
     check_call([*ALEMBIC, "init", "--template", "generic", "migrations"], directory, env)
     ini = directory / "alembic.ini"
     lines = ini.read_text(encoding="utf-8").splitlines()
     replaced = [
-        f"sqlalchemy.url = {ALEMBIC_URL}" if line.startswith("sqlalchemy.url") else line
-        for line in lines
+        f"sqlalchemy.url = {url}" if line.startswith("sqlalchemy.url") else line for line in lines
     ]
     if replaced == lines:
         raise RuntimeError(f"no sqlalchemy.url line in {ini}")
@@ -158,6 +165,63 @@ def alembic_small_tables(count: int) -> dict[str, str]:
 
 def alembic_argv(ini: Path, *command: str) -> list[str]:
     return [*ALEMBIC, "-c", str(ini), *command]
+
+
+def alembic_ini_for(ini: Path, url: str, target: Path) -> Path:
+    """A copy of the project's ``ini`` at ``target`` that points at the database ``url``.
+
+    The copy names the project's scripts by absolute path, so one project serves many databases.
+    """
+    scripts = ini.parent / "migrations"
+    lines = []
+    for line in ini.read_text(encoding="utf-8").splitlines():
+        if line.startswith("sqlalchemy.url"):
+            line = f"sqlalchemy.url = {url}"
+        elif line.startswith("script_location"):
+            line = f"script_location = {scripts}"
+        lines.append(line)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+# --- yoyo ------------------------------------------------------------------------------------
+
+
+def yoyo_folder(directory: Path, files: dict[str, str]) -> Path:
+    """A yoyo migrations folder of SQL files (name: SQL text)."""
+    directory.mkdir(parents=True)
+    for name, sql in files.items():
+        (directory / name).write_text(sql, encoding="utf-8")
+    return directory
+
+
+def yoyo_argv(command: str, url: str, folder: Path) -> list[str]:
+    """``yoyo <command>`` without prompts or a yoyo.ini, on the database at ``url``."""
+    return [*YOYO, command, "--batch", "--no-config-file", "--database", url, str(folder)]
+
+
+def yoyo_version_1(dialect: str) -> dict[str, str]:
+    """The version-1 schema as one SQL file, the DDL the frozen ``001_initial.py`` sends.
+
+    A yoyo user writes SQL: the statements are SQLAlchemy's own compilation of the frozen file's
+    tables for ``dialect`` ("sqlite" or "postgresql"), so both tools build the same schema.
+    """
+    import runpy
+
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    compiler = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}[dialect]
+    frozen = runpy.run_path(str(version_1_file()))
+    statements = []
+    for table in frozen["_metadata"].tables.values():
+        statements.append(str(CreateTable(table).compile(dialect=compiler)).strip())
+        statements += [
+            str(CreateIndex(index).compile(dialect=compiler)).strip()
+            for index in sorted(table.indexes, key=lambda index: str(index.name))
+        ]
+    return {"0001_version_1.sql": ";\n\n".join(statements) + ";\n"}
 
 
 # --- SQLite files ----------------------------------------------------------------------------

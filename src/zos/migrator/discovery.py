@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from zos.errors import MigrationFileError
 from zos.migrator.backfill import BackfillFunction, Batches
-from zos.migrator.imports import HelperError, builtins_with_helpers, import_problem
+from zos.migrator.imports import (
+    HelperError,
+    ImportedNames,
+    builtins_with_helpers,
+    import_problem,
+)
 from zos.migrator.source import MAX_VERSION, read_source
 
 if TYPE_CHECKING:
@@ -105,6 +110,8 @@ def find_migrations(directory: Path) -> tuple[list[MigrationScript], list[str]]:
         ) from exc
     scripts: list[MigrationScript] = []
     problems: list[str] = []
+    # Most files import the same few modules: each is looked up once per scan, not per file.
+    verdicts: dict[ImportedNames, str | None] = {}
     for path in paths:
         if path.suffix != ".py" or path.name.startswith(("_", ".")):
             continue
@@ -137,7 +144,7 @@ def find_migrations(directory: Path) -> tuple[list[MigrationScript], list[str]]:
         problems.extend(f"{name}: {problem}" for problem in facts.problems)
         # A module that cannot be found fails the import every command would need; said here,
         # where status, check and the guard read the file too, in the words migrate uses.
-        missing = [import_problem(path.parent, imported) for imported in facts.imports]
+        missing = [_import_problem(directory, imported, verdicts) for imported in facts.imports]
         if not facts.problems and any(missing):
             problems.append(f"{name}: {next(p for p in missing if p)}")
             facts = facts.without_code()
@@ -153,6 +160,14 @@ def find_migrations(directory: Path) -> tuple[list[MigrationScript], list[str]]:
         )
     problems.extend(_duplicates(scripts))
     return sorted(scripts, key=lambda script: script.version), problems
+
+
+def _import_problem(
+    directory: Path, imported: ImportedNames, verdicts: dict[ImportedNames, str | None]
+) -> str | None:
+    if imported not in verdicts:
+        verdicts[imported] = import_problem(directory, imported)
+    return verdicts[imported]
 
 
 def load_migrations(

@@ -1,8 +1,9 @@
 """Reads what a database has recorded, changing nothing and creating nothing.
 
-A plain SQLite file is read with the standard library alone: ``status`` and the start-up guard
-run at every deploy and start, and SQLAlchemy's import is most of their cost. Other databases
-go through SQLAlchemy and the recorder.
+A plain SQLite file is read with the standard library alone, and PostgreSQL through psycopg
+alone (``zos.migrator.dialects.direct``): ``status`` and the start-up guard run at every deploy
+and start, and SQLAlchemy's import is most of their cost. Other databases go through SQLAlchemy
+and the recorder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def read_history(settings: Settings) -> RecordedHistory:
     path = plain_sqlite_path(settings.database_url)
     if path is not None:
         return _read_sqlite(settings.database_url, path)
+    from zos.migrator.dialects import direct
+    from zos.urls import parse_url
+
+    server = parse_url(settings.database_url)  # valid: plain_sqlite_path parsed it
+    if direct.direct_read_possible(server):
+        found = direct.read_postgresql(server, settings)
+        return RecordedHistory(server.display, found.applied, found.resumable, found.running)
     from zos.database import connect, get_engine, resolve_target
     from zos.migrator import recorder
     from zos.migrator.dialects import dialect_for

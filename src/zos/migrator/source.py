@@ -68,7 +68,9 @@ def read_source(data: bytes, version: int, filename: str) -> SourceFacts:
     legacy = legacy_checksum(data)
     try:
         tree = ast.parse(data, filename=filename)
-        code = compile(data, filename, "exec", dont_inherit=True)
+        # From the tree, not the bytes: parsing the file a second time would cost as much as
+        # the first (a third of this function on a large file such as 001_initial.py).
+        code = compile(tree, filename, "exec", dont_inherit=True)
         checksum = canonical_checksum(tree)
     except SyntaxError as exc:
         where = "" if exc.lineno is None else f" at line {exc.lineno}"

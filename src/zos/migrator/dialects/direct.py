@@ -25,9 +25,10 @@ from zos.urls import DatabaseUrl, mask_url
 if TYPE_CHECKING:
     from zos.config import Settings
 
-# The same key and the same question as servers.PG_LOCK_KEY and servers.pg_run_holder.
+# Advisory lock keys are scoped to the current database, so one fixed key suffices (the run
+# lock of servers.PostgresRunLock, which asks who holds it with the same query).
 PG_LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
-_PG_HOLDER = (
+PG_HOLDER_SQL = (
     "SELECT a.pid, a.application_name, host(a.client_addr) FROM pg_locks l"
     " JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'advisory' AND l.granted"
@@ -119,13 +120,14 @@ def _read(conn: Any, configured: str | None) -> Recorded:
         if "_schema_backfill" in tables
         else frozenset()
     )
-    holder = conn.execute(_PG_HOLDER, {"k": PG_LOCK_KEY}).fetchone()
+    holder = conn.execute(PG_HOLDER_SQL, {"k": PG_LOCK_KEY}).fetchone()
     conn.rollback()
-    return Recorded(applied, resumable, None if holder is None else _describe_holder(holder))
+    return Recorded(applied, resumable, None if holder is None else describe_pg_holder(holder))
 
 
-def _describe_holder(row: Any) -> str:
-    # As servers.describe_pg_holder words it.
+def describe_pg_holder(row: Any) -> str:
+    """The run lock's holder, from a row of ``PG_HOLDER_SQL``: what zos wrote into its
+    ``application_name``, else the server process and its address."""
     pid, application, address = row
     if isinstance(application, str) and application.startswith("zos: "):
         return f"{application.removeprefix('zos: ')}, server process {pid}"

@@ -16,23 +16,12 @@ from zos.database import open_connection
 from zos.errors import ConfigError, LockTimeout
 from zos.migrator.dialects import lockwaits
 from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
+from zos.migrator.dialects.direct import PG_HOLDER_SQL, PG_LOCK_KEY, describe_pg_holder
 from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
 from zos.migrator.dialects.poolers import refuse_pooler
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
-
-# Advisory lock keys are scoped to the current database, so one fixed key suffices.
-PG_LOCK_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
-_PG_HOLDER = text(
-    "SELECT a.pid, a.application_name, host(a.client_addr) FROM pg_locks l"
-    " JOIN pg_stat_activity a ON a.pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted"
-    " AND l.objid = (CAST(:k AS bigint) & 4294967295)"
-    " AND l.classid = ((CAST(:k AS bigint) >> 32) & 4294967295)"
-    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
-
 
 LOCK_LOST = (
     "the run lock's session ended during the run (the server or an operator closed it), so "
@@ -246,16 +235,10 @@ def qualify(conn: Connection, schema: str | None) -> None:
         conn.execution_options(schema_translate_map={None: schema})
 
 
-def describe_pg_holder(row: Any) -> str:
-    pid, application, address = row
-    if isinstance(application, str) and application.startswith("zos: "):
-        return f"{application.removeprefix('zos: ')}, server process {pid}"
-    return f"server process {pid}" + (f" from {address}" if address else "")
-
-
 def pg_run_holder(conn: Connection) -> str | None:
     """Who holds the run lock of the database ``conn`` is on, or None; read-only."""
-    row = conn.execute(_PG_HOLDER, {"k": PG_LOCK_KEY}).first()
+    # The driver's own parameter style: the query is shared with the psycopg-only read path.
+    row = conn.exec_driver_sql(PG_HOLDER_SQL, {"k": PG_LOCK_KEY}).first()
     return None if row is None else describe_pg_holder(row)
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice, product
 from typing import Any
 
 from sqlalchemy import Connection, MetaData, Table, inspect, select, types
@@ -64,22 +66,123 @@ def fill(conn: Connection, version: int, factories: Mapping[str, Factory]) -> di
     filled: dict[str, TableData] = {}
     for table in metadata.sorted_tables:
         rows: list[dict[str, Any]] = []
+        checks = [] if table.name in factories else check_clauses(conn, table)
         for number in range(ROWS_PER_TABLE):
             row = _generate(table, number, filled)
             if table.name in factories:
                 row = dict(factories[table.name](version, row))
-            try:
-                with conn.begin_nested():
-                    conn.execute(table.insert(), row)
-            except Exception as error:  # any refusal is reported with the row, then stops
-                raise FillError(
-                    f"table {table.name}: the database refused generated row {row!r}: "
-                    f"{str(error).splitlines()[0]}; register a row factory for it in _verify.py"
-                ) from error
-            rows.append(row)
+            rows.append(_insert(conn, table, row, checks, number))
         key = tuple(c.name for c in table.primary_key.columns)
         filled[table.name] = TableData(key, shapes(conn, table), rows)
     return filled
+
+
+def _insert(
+    conn: Connection, table: Table, row: dict[str, Any], checks: list[str], number: int
+) -> dict[str, Any]:
+    """Insert ``row``, or the first variant of it that the table's CHECK constraints accept
+    (values taken from the constraints' own literals); returns the row inserted.
+
+    Raises:
+        FillError: every variant (at most ``MAX_VARIANTS``) was refused.
+    """
+    first_error: Exception | None = None
+    for candidate in [row, *islice(check_variants(table, row, checks, number), MAX_VARIANTS)]:
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), candidate)
+        except Exception as error:  # the driver's refusal: try the next variant
+            first_error = first_error or error
+            continue
+        return candidate
+    assert first_error is not None
+    raise FillError(
+        f"table {table.name}: the database refused generated row {row!r}: "
+        f"{str(first_error).splitlines()[0]}; register a row factory for it in _verify.py"
+    ) from first_error
+
+
+def check_clauses(conn: Connection, table: Table) -> list[str]:
+    """The SQL text of ``table``'s CHECK constraints as the database reports them (empty
+    where the dialect cannot reflect them)."""
+    try:
+        found = inspect(conn).get_check_constraints(table.name, schema=table.schema)
+    except NotImplementedError:
+        return []
+    return [str(check["sqltext"]) for check in found]
+
+
+def check_variants(
+    table: Table, row: Mapping[str, Any], checks: list[str], number: int
+) -> Iterator[dict[str, Any]]:
+    """Variants of ``row`` for CHECK constraints a plain generated value may break: each
+    column a constraint names gets, in turn, the literals the constraint compares it with
+    (a number also one and two above and below it, for ranges), rotated by ``number`` so rows
+    differ where a UNIQUE constraint needs it; NULL last where the column allows it.
+
+    A pure function of its inputs; yields nothing when no constraint names a column."""
+    choices: dict[str, list[Any]] = {}
+    for clause in checks:
+        literals = _literals(clause)
+        for column in table.columns:
+            if column.name in row and re.search(rf"\b{re.escape(column.name)}\b", clause, re.I):
+                values = [v for v in (_as(column.type, lit) for lit in literals) if v is not None]
+                values = _rotated(list(dict.fromkeys(values)), number)
+                if column.nullable:
+                    values.append(None)
+                choices.setdefault(column.name, []).extend(
+                    v for v in values if v not in choices.get(column.name, [])
+                )
+    if not choices:
+        return
+    names = list(choices)
+    for combination in product(*(choices[name] for name in names)):
+        yield {**row, **dict(zip(names, combination, strict=True))}
+
+
+MAX_VARIANTS = 200
+_LITERAL = re.compile(r"'((?:[^']|'')*)'|(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w.])")
+
+
+def _literals(clause: str) -> list[str | decimal.Decimal]:
+    found: list[str | decimal.Decimal] = []
+    for match in _LITERAL.finditer(clause):
+        if match.group(1) is not None:
+            found.append(match.group(1).replace("''", "'"))
+        else:
+            value = decimal.Decimal(match.group(2))
+            found.extend(value + step for step in (0, 1, -1, 2, -2))
+    return found
+
+
+def _as(type_: types.TypeEngine[Any], literal: str | decimal.Decimal) -> Any:
+    """``literal`` as a value of ``type_``, or None when it cannot be one."""
+    try:
+        if isinstance(type_, types.Boolean):
+            return None
+        if isinstance(type_, types.Integer):
+            return int(decimal.Decimal(literal)) if decimal.Decimal(literal) % 1 == 0 else None
+        if isinstance(type_, types.Float):
+            return float(literal)
+        if isinstance(type_, types.Numeric):
+            return decimal.Decimal(literal)
+        if isinstance(type_, types.DateTime):
+            return dt.datetime.fromisoformat(str(literal))
+        if isinstance(type_, types.Date):
+            return dt.date.fromisoformat(str(literal))
+        if isinstance(type_, types.String):
+            text = str(literal)
+            return text if type_.length is None or len(text) <= type_.length else None
+    except (ValueError, ArithmeticError):
+        return None
+    return None
+
+
+def _rotated(values: list[Any], number: int) -> list[Any]:
+    if not values:
+        return values
+    start = number % len(values)
+    return values[start:] + values[:start]
 
 
 def read_rows(conn: Connection, table: Table) -> list[dict[str, Any]]:

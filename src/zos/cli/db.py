@@ -34,7 +34,7 @@ def migrate(ctx: click.Context, target: int | None, dry_run: bool, no_backup: bo
     if dry_run:
         rehearsal = migrator.dry_run(settings, target=target)
         render.dry_run(rehearsal)
-        if rehearsal.failed:
+        if rehearsal.failed or rehearsal.lock_busy:
             ctx.exit(1)
         return
     with render.Progress() as progress:

@@ -15,7 +15,7 @@ import click
 if TYPE_CHECKING:
     from zos.backup import Backup
     from zos.migrator import DryRun, HistoryEntry, MigrationEvent, StatusReport
-    from zos.migrator.rehearsal import BackfillSample
+    from zos.migrator.rehearsal import BackfillSample, LockBusy
 
 # A migration running longer than this shows it is alive.
 ALIVE_AFTER_SECONDS = 2.0
@@ -155,12 +155,19 @@ def dry_run(rehearsal: DryRun) -> None:
             click.echo(f"{label} ({result.not_run})")
         elif result.error:
             click.echo(f"{label} FAILED after {result.duration_ms} ms: {result.error}")
+        elif result.lock_busy:
+            click.echo(
+                f"{label} LOCK BUSY after {result.duration_ms} ms: {result.lock_busy.waiting}"
+            )
         elif rehearsal.how == "plan":
             click.echo(label)
-        elif result.backfill is not None:
-            click.echo(f"{label} ({result.duration_ms} ms; {_sampled(result.backfill)})")
         else:
-            click.echo(f"{label} ({result.duration_ms} ms)")
+            notes = [f"{result.duration_ms} ms"]
+            if result.backfill is not None:
+                notes.append(_sampled(result.backfill))
+            if result.ends_rehearsal is not None:
+                notes.append(f"{result.ends_rehearsal}, so what follows cannot be rehearsed")
+            click.echo(f"{label} ({'; '.join(notes)})")
         for statement in result.statements:
             click.echo(f"      {statement}")
     if rehearsal.how == "plan":
@@ -174,6 +181,22 @@ def dry_run(rehearsal: DryRun) -> None:
             f"Error: the rehearsal of {failed.version:03d} failed; the real run would stop there",
             err=True,
         )
+    elif (busy := rehearsal.lock_busy) is not None and busy.lock_busy is not None:
+        click.echo(f"Error: {_lock_busy(busy.version, busy.lock_busy)}", err=True)
+
+
+def _lock_busy(version: int, busy: LockBusy) -> str:
+    """Why a rehearsal that could not get a lock proved nothing, and what the real run does."""
+    then = (
+        "would give up too unless it is free by then"
+        if busy.tries == 1
+        else f"would wait up to {busy.seconds:g} s for it, {busy.tries} times with pauses"
+    )
+    return (
+        f"the rehearsal of {version:03d} gave up {busy.waiting} after {busy.seconds:g} s, so "
+        f"{version:03d} and what follows were not rehearsed; the real run {then}; dry-run "
+        "again when that session has ended"
+    )
 
 
 def _sampled(sample: BackfillSample) -> str:

@@ -4,9 +4,12 @@ back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
 
 A rehearsal promises no more than it ran: a backfill runs its first ``REHEARSED_BATCHES``
 batches only (so the live server is never locked longer than by the real run's first batches),
-with the whole table's time projected from their rate; and the rehearsal stops at the first
-migration that runs outside a transaction, listing the rest as not rehearsed, since they would
-run on a schema that lacks its change.
+with the whole table's time projected from their rate. Each migration ends with what its commit
+would check (deferred constraints). The rehearsal stops at the first migration that runs outside
+a transaction, or that did something later statements see only once it is committed (a new
+enum value), listing the rest as not rehearsed, since they would run on a schema that lacks its
+change; and at the first lock it could not get in time, which proves nothing about the real
+run, which waits and tries again.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from sqlalchemy import Connection, event
 from zos.migrator.backfill import count_between, next_high, start_key
 from zos.migrator.dialects import Dialect, Watch
 from zos.migrator.dialects.base import MAYBE_COMMITTED
+from zos.migrator.dialects.lockwaits import Blocked
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.guard import failure_reason, owned_transaction
 from zos.migrator.interrupts import Interrupts, RunInterrupted
+from zos.migrator.lockwait import DEFAULT_RETRIES
 from zos.snapshot import sqlite_copy
 
-__all__ = ["RehearsedMigration", "rehearse", "sqlite_copy"]
+__all__ = ["LockBusy", "RehearsedMigration", "rehearse", "sqlite_copy"]
 
 
 # A backfill is rehearsed on this many batches, never the whole table.
@@ -58,6 +63,20 @@ class RehearsedMigration:
     # It escaped the rehearsal's transaction through a door only noticed afterwards, so part
     # of it may have been committed for good.
     changed_database: bool = False
+    # It gave up waiting for a lock: what for ("waiting for a lock on widgets (held by …)"),
+    # with the real run's bound; nothing is known about whether it would work.
+    lock_busy: LockBusy | None = None
+    # It ran, but what follows cannot be rehearsed after it: why.
+    ends_rehearsal: str | None = None
+
+
+@dataclass(frozen=True)
+class LockBusy:
+    """A lock a rehearsed migration gave up waiting for, and how the real run would wait."""
+
+    waiting: str  # "waiting for a lock on widgets (held by pid 4711, idle in transaction …)"
+    seconds: float  # each wait's bound
+    tries: int  # how many times the real run would wait that long before it gives up
 
 
 def rehearse(
@@ -75,9 +94,11 @@ def rehearse(
     ``adopting`` (an unversioned database) first asks each migration's ``check()``, as a real
     run would. Each migration runs under the real run's transaction discipline, so one that
     would commit is refused before its COMMIT reaches the database, and foreign keys are
-    suspended and checked as the real run does. With ``lock_timeout_seconds``, every lock
-    wait gives up after that long (a failure of that migration), as in the real run. A signal
-    stops it at once (``RunInterrupted``), rolled back.
+    suspended and checked as the real run does; then comes what its commit would check. With
+    ``lock_timeout_seconds`` (or the migration's own ``DDL_LOCK_TIMEOUT_SECONDS``), every lock
+    wait gives up after that long, as in the real run; there it would be tried again, so the
+    rehearsal stops there with ``lock_busy`` and fails nothing. A signal stops it at once
+    (``RunInterrupted``), rolled back.
     """
     with dialect.foreign_keys_suspended(conn):
         return _rehearse(
@@ -102,15 +123,18 @@ def _rehearse(
     results: list[RehearsedMigration] = []
     engine = conn.engine
     with conn.begin() as transaction:
-        if bound is not None:
-            # For this transaction only: a dry run may go through a transaction pooler.
-            dialect.bound_lock_waits_here(conn, bound)
         identity = dialect.transaction_identity(conn)
         for migration in pending:
             version, description = migration.script.version, migration.description
             started = time.monotonic()
             statements: list[str] = []
+            seconds = migration.ddl_lock_timeout_seconds or bound
+            blocked: list[Blocked] = []
             try:
+                if seconds is not None:
+                    # For this transaction only (a dry run may go through a transaction
+                    # pooler), and per migration, as the real run bounds each one.
+                    dialect.bound_lock_waits_here(conn, seconds)
                 check = migration.check
                 if adopting and check is not None:
                     present: list[bool] = []
@@ -132,12 +156,19 @@ def _rehearse(
                     # failure there would be false, and so would a success. Stop here.
                     results.extend(_not_rehearsed(migration, pending))
                     break
-                with _capture(conn, statements), _guarded(conn, dialect, interrupts) as watch:
-                    sample = _run_sampled(conn, migration)
-                _still_in(dialect, conn, identity)
-                broken = dialect.broken_foreign_keys(conn, watch)
-                if broken:
-                    raise RuntimeError(broken)
+                with _lock_waits(conn, dialect, seconds, blocked):
+                    with _capture(conn, statements), _guarded(conn, dialect, interrupts) as watch:
+                        sample = _run_sampled(conn, migration)
+                    _still_in(dialect, conn, identity)
+                    broken = dialect.broken_foreign_keys(conn, watch)
+                    if broken:
+                        raise RuntimeError(broken)
+                    # As the real run: the runner's session for what follows (which resets the
+                    # lock-wait bound too), then what the commit would check.
+                    dialect.after_body(conn)
+                    if seconds is not None:
+                        dialect.bound_lock_waits_here(conn, seconds)
+                    ends = dialect.as_if_committed(conn, tuple(statements))
             except BaseException as error:  # a migration's code may raise anything at all
                 signum = interrupts.as_interruption(error)
                 if signum is not None:
@@ -145,6 +176,9 @@ def _rehearse(
                 left = None
                 with contextlib.suppress(Exception):
                     left = dialect.left_transaction(engine, conn, identity, failed=True)
+                if seconds is not None and left is None and dialect.is_lock_timeout(error):
+                    results.extend(_lock_busy(migration, pending, _ms(started), blocked, seconds))
+                    break
                 results.append(
                     RehearsedMigration(
                         version,
@@ -158,9 +192,19 @@ def _rehearse(
                 break
             results.append(
                 RehearsedMigration(
-                    version, description, _ms(started), tuple(statements), backfill=sample
+                    version,
+                    description,
+                    _ms(started),
+                    tuple(statements),
+                    backfill=sample,
+                    ends_rehearsal=ends,
                 )
             )
+            if ends is not None:
+                # Later migrations would see this one's change as if uncommitted: a failure
+                # there would be false, and so would a success. Stop here.
+                results.extend(_following(migration, pending, "which cannot be rehearsed"))
+                break
         with contextlib.suppress(Exception):
             transaction.rollback()
     return results
@@ -190,21 +234,66 @@ def _not_rehearsed(
     migration: LoadedMigration, pending: list[LoadedMigration]
 ) -> list[RehearsedMigration]:
     """The migration that cannot be rehearsed, and every one after it, each saying why."""
-    version = migration.script.version
-    after = [m for m in pending if m.script.version > version]
     return [
         RehearsedMigration(
-            version, migration.description, not_run="runs outside a transaction; not rehearsed"
+            migration.script.version,
+            migration.description,
+            not_run="runs outside a transaction; not rehearsed",
         ),
-        *(
-            RehearsedMigration(
-                m.script.version,
-                m.description,
-                not_run=f"not rehearsed: follows {version:03d}, which cannot be rehearsed",
-            )
-            for m in after
-        ),
+        *_following(migration, pending, "which cannot be rehearsed"),
     ]
+
+
+def _following(
+    migration: LoadedMigration, pending: list[LoadedMigration], why: str
+) -> list[RehearsedMigration]:
+    """Every pending migration after ``migration``, listed as not rehearsed because of it."""
+    version = migration.script.version
+    return [
+        RehearsedMigration(
+            m.script.version, m.description, not_run=f"not rehearsed: follows {version:03d}, {why}"
+        )
+        for m in pending
+        if m.script.version > version
+    ]
+
+
+def _lock_busy(
+    migration: LoadedMigration,
+    pending: list[LoadedMigration],
+    duration_ms: int,
+    blocked: list[Blocked],
+    seconds: float,
+) -> list[RehearsedMigration]:
+    """The migration whose lock wait gave up, and every one after it, not rehearsed."""
+    retries = migration.ddl_lock_retries
+    busy = LockBusy(
+        str(blocked[-1]) if blocked else "waiting for a lock (the server did not say whose)",
+        seconds,
+        1 + (DEFAULT_RETRIES if retries is None else retries),
+    )
+    return [
+        RehearsedMigration(
+            migration.script.version, migration.description, duration_ms, lock_busy=busy
+        ),
+        *_following(migration, pending, "whose rehearsal could not get its lock"),
+    ]
+
+
+@contextmanager
+def _lock_waits(
+    conn: Connection, dialect: Dialect, seconds: float | None, blocked: list[Blocked]
+) -> Iterator[None]:
+    """Meanwhile, what ``conn`` waits for (the newest finding) is kept in ``blocked``."""
+    if seconds is None:
+        yield
+        return
+    with dialect.watch_lock_waits(conn.engine, conn, seconds, blocked.append) as watch:
+        try:
+            yield
+        finally:
+            if watch is not None and watch.last is not None:
+                blocked.append(watch.last)
 
 
 def _run_sampled(conn: Connection, migration: LoadedMigration) -> BackfillSample | None:

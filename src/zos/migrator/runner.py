@@ -54,6 +54,11 @@ class DryRun:
         return any(result.error for result in self.results)
 
     @property
+    def lock_busy(self) -> RehearsedMigration | None:
+        """The migration whose rehearsal gave up waiting for a lock, if one did."""
+        return next((result for result in self.results if result.lock_busy), None)
+
+    @property
     def changed(self) -> bool:
         """A migration escaped the rehearsal's transaction: the database may be changed."""
         return any(result.changed_database for result in self.results)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Protocol
 
@@ -114,6 +114,18 @@ class Dialect(Protocol):
 
     def run_holder(self, conn: Connection) -> str | None:
         """Who holds the run lock now, read without taking it; None when no run is on."""
+        ...
+
+    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> str | None:
+        """In a rehearsal, which runs every migration in one transaction, do to ``conn``'s
+        transaction what the commit of the migration that just ran ``statements`` would do for
+        the statements after it: check what was deferred to the commit (raising the
+        database's error, as the commit would) and leave the next migration the state a new
+        transaction starts in.
+
+        Returns why later migrations cannot be rehearsed after this one (it did something
+        that later statements see only once it is committed), or None.
+        """
         ...
 
     def cancel(self, engine: Engine, conn: Connection) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc, text
@@ -27,6 +28,33 @@ LOCK_LOST = (
     "the run lock's session ended during the run (the server or an operator closed it), so "
     "another runner may have started; what was being applied was not recorded and the "
     "migrations before it are; check 'zos db status', then run 'zos db migrate' again"
+)
+
+
+# What later statements of the same PostgreSQL transaction see only once it commits ("ALTER
+# TYPE": a value added to an enum "cannot be used until the transaction has been committed";
+# "CREATE TABLE": a temporary table ON COMMIT DROP / DELETE ROWS is dropped or emptied at the
+# commit). A rehearsal runs every migration in one transaction, so it cannot go on after them.
+_COMMIT_ONLY = (
+    (
+        re.compile(r"\bALTER\s+TYPE\b[^;]*?\bADD\s+VALUE\b", re.IGNORECASE),
+        "it adds an enum value, which PostgreSQL lets later statements use only once it is "
+        "committed",
+    ),
+    (
+        re.compile(r"\bON\s+COMMIT\s+(?:DROP|DELETE\s+ROWS)\b", re.IGNORECASE),
+        "it creates a temporary table that its commit drops or empties",
+    ),
+)
+# Every constraint that starts each transaction deferred ("SET CONSTRAINTS": the two
+# deferrable classes "start every transaction in the indicated mode"), as schema.name; other
+# sessions' temporary schemas and the server's own are left out.
+_INITIALLY_DEFERRED = text(
+    "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.conname)"
+    " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+    " WHERE c.condeferred"
+    " AND (n.oid = pg_my_temp_schema() OR n.nspname NOT LIKE 'pg\\_%')"
+    " AND n.nspname <> 'information_schema'"
 )
 
 
@@ -52,6 +80,9 @@ class ServerDialect:
 
     def broken_foreign_keys(self, conn: Connection, watch: Any) -> str | None:
         return None
+
+    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> str | None:
+        return None  # MariaDB/MySQL defer nothing to the commit; nothing is rehearsed there
 
     @contextlib.contextmanager
     def autocommit(self, conn: Connection) -> Iterator[None]:
@@ -147,6 +178,23 @@ class PostgresDialect(ServerDialect):
 
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
+
+    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> str | None:
+        # What the commit checks: switching every deferred constraint to IMMEDIATE checks, at
+        # once, what was left for the end of the transaction, and fails as the commit would.
+        conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        # Then the modes a new transaction starts with: the INITIALLY DEFERRED ones deferred
+        # again, the others immediate (the next migration's own SET CONSTRAINTS is its own).
+        names = [str(name) for name in conn.execute(_INITIALLY_DEFERRED).scalars()]
+        if names:
+            conn.exec_driver_sql(
+                f"SET CONSTRAINTS {', '.join(names)} DEFERRED",
+                execution_options={"no_parameters": True},
+            )
+        for pattern, why in _COMMIT_ONLY:
+            if any(pattern.search(statement) for statement in statements):
+                return why
+        return None
 
     def bounded_lock_waits(
         self, conn: Connection, seconds: float

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,6 +246,9 @@ class SqliteDialect:
 
     def run_holder(self, conn: Connection) -> str | None:
         return None if self.database is None else probe_run_lock(self.database)
+
+    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> None:
+        return None  # foreign keys are checked after each migration; nothing waits for a commit
 
     def cancel(self, engine: Engine, conn: Connection) -> None:
         driver = conn.connection.dbapi_connection

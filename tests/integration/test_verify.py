@@ -232,11 +232,11 @@ def test_an_unreachable_server_is_one_error_line_without_the_password(tmp_path: 
 CHECKED_001 = NOTES_001.replace(
     'Column("title", String(40), nullable=False),',
     'Column("title", String(40), nullable=False),\n'
-    '    CheckConstraint("title LIKE \'T%\'", name="ck_title"),',
+    '    CheckConstraint("title LIKE \'T%\' AND length(title) > 30", name="ck_title"),',
 ).replace("from sqlalchemy import", "from sqlalchemy import CheckConstraint,")
 FACTORY = """
 def note(version, row):
-    return {**row, "title": "T" + row["title"]}
+    return {**row, "title": "T" + row["title"].ljust(35, "x")}
 
 
 FACTORIES = {"notes": note}

@@ -39,6 +39,14 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # PostgreSQL truncates identifiers at 63 bytes; MariaDB allows 64. Plain names need no quoting.
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# The servers' own schemas (MariaDB/MySQL databases): zos must never create its tables in them.
+# Compared without regard to case on every server: MariaDB folds database names to lower case
+# where lower_case_table_names is set, and a name that differs from a system schema only in case
+# is a mistake waiting to happen on the others. PostgreSQL reserves every name beginning "pg_".
+_SYSTEM_SCHEMAS = frozenset(
+    {"mysql", "information_schema", "performance_schema", "sys", "pg_catalog", "pg_toast"}
+)
+_SYSTEM_SCHEMA_PREFIX = "pg_"
 
 
 def _text(value: object) -> str:
@@ -123,6 +131,12 @@ def _schema(value: object) -> str | None:
     if not _SCHEMA_NAME.fullmatch(name):
         raise ValueError(
             "must be a plain name: a letter or '_', then letters, digits or '_', 63 at most"
+        )
+    folded = name.lower()
+    if folded in _SYSTEM_SCHEMAS or folded.startswith(_SYSTEM_SCHEMA_PREFIX):
+        raise ValueError(
+            f"{name!r} is the database server's own schema (mysql, information_schema, "
+            "performance_schema, sys and pg_* are refused); name a schema of your own"
         )
     return name
 

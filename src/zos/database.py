@@ -65,6 +65,8 @@ _CONNECT_TIMEOUT_ARGS = {
     "mysqlconnector": "connection_timeout",
     "mariadbconnector": "connect_timeout",
 }
+# libpq takes a connect_timeout below 2 as 2; the other drivers take whole seconds from 1.
+_MIN_CONNECT_TIMEOUT = {"psycopg": 2, "psycopg2": 2}
 
 
 @dataclass(frozen=True)
@@ -159,21 +161,24 @@ def get_engine(
         # PyMySQL encodes a text password as Latin-1 and fails on anything else; a password set
         # from a UTF-8 client is stored as its UTF-8 bytes, so send those.
         connect_args["password"] = password.encode("utf-8")
-    timeout_arg = _CONNECT_TIMEOUT_ARGS.get(target.url.get_driver_name())
-    if timeout_arg and timeout_arg not in target.url.query:
-        # Whole seconds for every driver; libpq takes anything below 2 as 2.
-        seconds = math.ceil(settings.database.connect_timeout_seconds)
-        connect_args[timeout_arg] = max(2 if target.backend == "postgresql" else 1, seconds)
     driver = target.url.get_driver_name()
+    bound = settings.database.connect_timeout_seconds
+    timeout_arg = _CONNECT_TIMEOUT_ARGS.get(driver)
+    if timeout_arg:
+        # Given here, it replaces the URL's value (SQLAlchemy lets connect_args win).
+        seconds = _smaller_bound(bound, target.url.query.get(timeout_arg))
+        connect_args[timeout_arg] = max(_MIN_CONNECT_TIMEOUT.get(driver, 1), seconds)
     if driver == "psycopg" and "prepare_threshold" not in target.url.query:
         # No server-side prepared statements: a transaction pooler (PgBouncer) hands each
         # transaction another server connection, where "_pg3_0" does not exist.
         connect_args["prepare_threshold"] = None
-    answer_bound = driver == "pymysql" and "read_timeout" not in target.url.query
+    answer_bound = driver == "pymysql"
     if answer_bound:
         # PyMySQL's connect_timeout bounds the TCP connect only; a server that accepts and never
-        # sends its greeting would hang the handshake, so reads are bounded until it is done.
-        connect_args["read_timeout"] = max(1, math.ceil(settings.database.connect_timeout_seconds))
+        # sends its greeting would hang the handshake, so reads are bounded until it is done,
+        # then bounded by the URL's read_timeout again, if it gives one.
+        url_reads = target.url.query.get("read_timeout")
+        connect_args["read_timeout"] = max(1, _smaller_bound(bound, url_reads))
     schema = settings.database.schema
     options: dict[str, Any]
     server_url, options = target.url, {}
@@ -199,7 +204,7 @@ def get_engine(
             raise
         raise _option_refused(target.display, error) from error
     if answer_bound:
-        event.listen(engine, "connect", _unbounded_reads)
+        event.listen(engine, "connect", _reads_bounded_by(_url_seconds(url_reads)))
     if schema is not None and target.backend == "postgresql":
         event.listen(engine, "connect", _search_path(schema))
     return engine
@@ -219,12 +224,37 @@ def _search_path(schema: str) -> Callable[[Any, Any], None]:
     return set_path
 
 
-def _unbounded_reads(dbapi_conn: Any, _record: Any) -> None:
+def _reads_bounded_by(seconds: int | None) -> Callable[[Any, Any], None]:
     """After the handshake, a statement may take as long as it takes (a migration's ALTER on a
-    large table): lift the read bound PyMySQL was given for connecting. PyMySQL applies
-    ``_read_timeout`` before each read; it has no public setter (PyMySQL 1.1, connections.py)."""
-    if hasattr(dbapi_conn, "_read_timeout"):
-        dbapi_conn._read_timeout = None
+    large table), or as long as the URL's ``read_timeout`` allows: replace the read bound
+    PyMySQL was given for connecting. PyMySQL applies ``_read_timeout`` before each read; it
+    has no public setter (PyMySQL 1.1, connections.py)."""
+
+    def after_handshake(dbapi_conn: Any, _record: Any) -> None:
+        if hasattr(dbapi_conn, "_read_timeout"):
+            dbapi_conn._read_timeout = seconds
+
+    return after_handshake
+
+
+def _url_seconds(value: object) -> int | None:
+    """A URL's whole-second timeout option; None when absent, or 0 or less (no bound)."""
+    if not isinstance(value, str):
+        return None  # absent (zos.urls refuses a repeated option)
+    try:
+        seconds = int(value.strip())
+    except ValueError:
+        return None  # zos.urls accepts whole numbers only; the driver says what else is wrong
+    return seconds if seconds > 0 else None
+
+
+def _smaller_bound(configured: float, url_value: object) -> int:
+    """Whole seconds to wait for a server: the smaller of ``database.connect_timeout_seconds``
+    and the URL's own option. A URL option of 0 means "no bound" to the drivers; it cannot
+    lift the configured one, so that nothing waits without a bound."""
+    seconds = math.ceil(configured)
+    from_url = _url_seconds(url_value)
+    return seconds if from_url is None else min(seconds, from_url)
 
 
 @contextmanager

@@ -92,14 +92,19 @@ def test_a_migration_that_cannot_get_its_lock_gives_up_naming_table_and_holder(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     who = "pid" if backend.name == "postgresql" else "connection"
+    # MariaDB names a metadata lock's holder for certain only with the metadata_lock_info
+    # plugin; without it, the one candidate in this run's database is "probably" the holder.
+    held = "held by" if backend.name == "postgresql" else "(?:probably )?held by"
     assert re.match(
-        rf"Error: 002_note\.py gave up waiting for a lock on widgets \(held by {who} {holder}\b"
+        rf"Error: 002_note\.py gave up waiting for a lock on widgets \({held} {who} {holder}\b"
         r"[^)]*idle in transaction for \d+ s[^)]*\) after 1 s, 2 times; nothing was changed and "
         r"nothing needs repair",
         lines[0],
     ), lines[0]
     # While it waited, the progress said so, and said it would try again.
-    assert f"002: waiting for a lock on widgets (held by {who} {holder}" in result.stdout
+    assert re.search(
+        rf"002: waiting for a lock on widgets \({held} {who} {holder}\b", result.stdout
+    ), result.stdout
     assert "trying again in 0.5 s (try 2 of 2)" in result.stdout
     # Rolled back (PostgreSQL) or never marked started (MariaDB): nothing to repair.
     assert recorded(backend) == {1: "applied"}

@@ -157,6 +157,56 @@ def test_a_bad_database_value_is_one_error_naming_file_and_key(
         load_settings(path)
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        "mysql",
+        "information_schema",
+        "performance_schema",
+        "sys",
+        "pg_catalog",
+        "pg_toast",
+        "pg_temp_3",
+        "PG_Catalog",
+        "MySQL",
+        "Information_Schema",
+    ],
+)
+def test_a_servers_own_schema_is_refused_as_database_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema: str
+) -> None:
+    path = write(tmp_path / "c.yaml", f"database:\n  schema: {schema}\n")
+    with pytest.raises(ConfigError, match=rf"bad value for 'database\.schema': '{schema}' is the"):
+        load_settings(path)
+    monkeypatch.setenv("ZOS_DATABASE__SCHEMA", schema)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert raised.value.message.startswith(
+        "environment variable ZOS_DATABASE__SCHEMA: bad value for 'database.schema': "
+    )
+    assert "\n" not in raised.value.message
+
+
+SYSTEM_SCHEMAS = {"mysql", "information_schema", "performance_schema", "sys"}
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    name=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,62}", fullmatch=True)
+    | st.sampled_from(sorted(SYSTEM_SCHEMAS)).map(str.upper)
+    | st.from_regex(r"[pP][gG]_[A-Za-z0-9_]{0,30}", fullmatch=True)
+)
+def test_a_plain_schema_name_is_accepted_unless_it_is_a_servers_own(name: str) -> None:
+    system = name.lower() in SYSTEM_SCHEMAS or name.lower().startswith("pg_")
+    try:
+        accepted = Settings(database={"schema": name}).database.schema  # type: ignore[arg-type]
+    except ConfigError as error:
+        assert system, error.message
+        assert "database.schema" in error.message and "\n" not in error.message
+    else:
+        assert not system and accepted == name
+
+
 def test_an_unknown_top_level_variable_is_refused_with_a_suggestion(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, event
 from zos.errors import MigrationFailed
 from zos.migrator import recorder
 from zos.migrator.events import EventKind, MigrationEvent
+from zos.migrator.guard import failure_reason
 from zos.migrator.marker import may_change_something
 from zos.migrator.records import State
 
@@ -79,7 +80,9 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
             blocked: Blocked | None = None if watch is None else watch.last
             state = _settle(ex, migration, wrote=writes.count > 0)
             if state is None:
-                raise  # it changed something before it gave up: its own error says what
+                # It changed something before it gave up: not tried again, and its own error
+                # says what it left; said with the table and the session, not the driver's code.
+                raise _gave_up_after_changes(migration, failed, blocked, seconds) from failed
             if attempt == retries:
                 raise _gave_up(migration, blocked, seconds, retries + 1, state) from failed
             pause = pause_seconds(attempt)
@@ -97,12 +100,42 @@ def apply_bounded(ex: Executor, migration: LoadedMigration, apply: Callable[[], 
 def _gave_up(
     migration: LoadedMigration, blocked: Blocked | None, seconds: float, tries: int, state: str
 ) -> MigrationFailed:
-    what = str(blocked) if blocked else "waiting for a lock (the server did not say whose)"
     times = "once" if tries == 1 else f"{tries} times"
     return MigrationFailed(
-        f"{migration.script.name} gave up {what} after {seconds:g} s, {times}; {state}; end "
-        "that session or run 'zos db migrate' again when it is done"
+        f"{migration.script.name} gave up {_waiting(blocked)} after {seconds:g} s, {times}; "
+        f"{state}; {_advice(blocked)}"
     )
+
+
+def _gave_up_after_changes(
+    migration: LoadedMigration, failed: MigrationFailed, blocked: Blocked | None, seconds: float
+) -> MigrationFailed:
+    """``failed`` (the executor's "<name> failed: <driver's words>; <state>; …") with the lock
+    wait it was in words: the table and the session holding it."""
+    cause = failed.__cause__
+    said = f"{migration.script.name} failed: {failure_reason(cause)}; " if cause else None
+    if said is None or not failed.message.startswith(said):
+        return failed  # not the executor's words: nothing to replace
+    left = failed.message[len(said) :]
+    return MigrationFailed(
+        f"{migration.script.name} gave up {_waiting(blocked)} after {seconds:g} s, after it "
+        f"had changed something, so it was not tried again; {left}"
+    )
+
+
+def _waiting(blocked: Blocked | None) -> str:
+    return str(blocked) if blocked else "waiting for a lock (the server did not say whose)"
+
+
+def _advice(blocked: Blocked | None) -> str:
+    if blocked is not None and not blocked.certain:
+        # A candidate, not a fact: ending it might stop an innocent session.
+        return (
+            "make sure that session holds the lock before ending it (MariaDB names the holder "
+            "only with the metadata_lock_info plugin), or run 'zos db migrate' again when the "
+            "holder is done"
+        )
+    return "end that session or run 'zos db migrate' again when it is done"
 
 
 def _tell(ex: Executor, migration: LoadedMigration, detail: str) -> None:

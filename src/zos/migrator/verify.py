@@ -5,6 +5,7 @@ Creates and drops its own scratch databases; never touches the configured one.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
 import tempfile
@@ -17,10 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import MetaData, exc, text
 
 from zos.config import Settings
-from zos.database import get_engine, resolve_target
+from zos.database import connect, first_line, get_engine, open_connection, resolve_target
 from zos.errors import ZosError
 from zos.migrator.discovery import MigrationScript, discover_migrations
 from zos.migrator.verify_checks import (
@@ -81,7 +82,9 @@ def verify(
     Raises:
         MigrationFileError: a migration file breaks the rules (nothing runs).
         ConfigError: a URL cannot be parsed.
-        VerifyFailed: a scratch database cannot be created.
+        DatabaseUnavailable: a server cannot be reached within
+            ``database.connect_timeout_seconds``.
+        VerifyFailed: a scratch database cannot be created or dropped.
     """
     from zos.migrator import migrations_directory
 
@@ -103,7 +106,7 @@ def verify(
     with tempfile.TemporaryDirectory(prefix="zos-verify-") as scratch_dir:
         work = Path(scratch_dir)
         for url in [*([None] if sqlite else []), *server_urls]:
-            with _scratch(url, work) as new_database:
+            with _scratch(url, work, settings) as new_database:
                 run = _Run(settings, directory, scripts, factories, new_database, work, report)
                 run.metadata = metadata
                 run.all_checks()
@@ -126,7 +129,7 @@ class _Run:
         return Settings(
             data_dir=self.work / "data",
             log_level=self.settings.log_level,
-            database={"url": url},  # type: ignore[arg-type]
+            database=_scratch_database(url, self.settings),  # type: ignore[arg-type]
             migrations_dir=directory or self.directory,
         )
 
@@ -233,9 +236,11 @@ class _Run:
 
     @contextmanager
     def connection(self, url: str, *, begin: bool = False) -> Iterator[Any]:
+        """A connection to a scratch database; a driver's error becomes a ``ZosError`` whose
+        message is the driver's own first line, as in every other command."""
         engine = get_engine(self.settings_for(url))
         try:
-            with engine.begin() if begin else engine.connect() as conn:
+            with connect(engine) as conn, conn.begin() if begin else contextlib.nullcontext():
                 yield conn
         finally:
             engine.dispose()
@@ -261,10 +266,28 @@ def _factories(directory: Path) -> dict[str, Factory]:
     return dict(factories)
 
 
+def _scratch_database(url: str, settings: Settings) -> dict[str, Any]:
+    """The database settings of a scratch database: its URL, and the operator's bounds."""
+    bounds = settings.database
+    return {
+        "url": url,
+        "connect_timeout_seconds": bounds.connect_timeout_seconds,
+        "busy_timeout_seconds": bounds.busy_timeout_seconds,
+        "lock_timeout_seconds": bounds.lock_timeout_seconds,
+        "ddl_lock_timeout_seconds": bounds.ddl_lock_timeout_seconds,
+    }
+
+
 @contextmanager
-def _scratch(url: str | None, work: Path) -> Iterator[Callable[[], str]]:
+def _scratch(url: str | None, work: Path, settings: Settings) -> Iterator[Callable[[], str]]:
     """A maker of empty databases: SQLite files under ``work``, or databases on the server of
-    ``url`` (created here, dropped on the way out)."""
+    ``url`` (created here, dropped on the way out). Connecting to the server is bounded by
+    ``database.connect_timeout_seconds`` like every other command's connection.
+
+    Raises:
+        DatabaseUnavailable: the server cannot be reached (one ``cannot connect to …`` line).
+        VerifyFailed: the server refuses to create or drop a scratch database.
+    """
     created: list[str] = []
     if url is None:
 
@@ -274,28 +297,39 @@ def _scratch(url: str | None, work: Path) -> Iterator[Callable[[], str]]:
 
         yield new_file
         return
-    target = resolve_target(Settings(database={"url": url}))  # type: ignore[arg-type]
-    admin = create_engine(target.url, isolation_level="AUTOCOMMIT")
+    admin_settings = Settings(database=_scratch_database(url, settings))  # type: ignore[arg-type]
+    target = resolve_target(admin_settings)
+    server = get_engine(admin_settings)
+    admin = server.execution_options(isolation_level="AUTOCOMMIT")
+
+    def run(statement: str, doing: str) -> None:
+        with open_connection(admin, target.display) as conn:
+            try:
+                conn.execute(text(statement))
+            except exc.DBAPIError as error:
+                raise VerifyFailed(
+                    f"cannot {doing} on {target.display}: {first_line(error.orig)}"
+                ) from error
 
     def new_database() -> str:
         name = f"zos_verify_{uuid.uuid4().hex[:12]}"
-        try:
-            with admin.connect() as conn:
-                conn.execute(text(f"CREATE DATABASE {name}"))
-        except Exception as error:  # any driver failure: the server cannot host scratch databases
-            raise VerifyFailed(
-                f"cannot create a scratch database on {target.display}: "
-                f"{str(error).splitlines()[0]}"
-            ) from error
+        run(f"CREATE DATABASE {name}", "create a scratch database")
         created.append(name)
         return target.url.set(database=name).render_as_string(hide_password=False)
 
+    failed = False
     try:
         yield new_database
+    except BaseException:
+        failed = True
+        raise
     finally:
         force = " WITH (FORCE)" if target.backend == "postgresql" else ""
-        if created:
-            with admin.connect() as conn:
-                for name in created:
-                    conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+        try:
+            for name in list(created):
+                run(f"DROP DATABASE IF EXISTS {name}{force}", f"drop the scratch database {name}")
+        except ZosError:
+            if not failed:  # else the error that ended the checks is the one to tell
+                raise
+        finally:
+            server.dispose()

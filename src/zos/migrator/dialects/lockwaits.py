@@ -31,6 +31,8 @@ MAX_POLL_SECONDS = 1.0
 # PostgreSQL's error for a lock not granted within lock_timeout; MariaDB/MySQL's for both waits.
 PG_LOCK_NOT_AVAILABLE = "55P03"
 MYSQL_LOCK_WAIT_TIMEOUT = 1205
+# What a waiting statement is about when no table can be read from it.
+NO_TABLE = "a table"
 # The table a statement is about, for MariaDB's processlist, which names no table.
 _TABLE_OF_STATEMENT = re.compile(
     r"""\b(?:
@@ -47,13 +49,19 @@ _TABLE_OF_STATEMENT = re.compile(
 @dataclass(frozen=True)
 class Blocked:
     """What a waiting schema change waits for: ``table`` ("widgets", or "a row" when the
-    server does not say) and ``holder`` ("pid 4711, idle in transaction for 40 s")."""
+    server does not say) and ``holder`` ("pid 4711, idle in transaction for 40 s").
+
+    ``certain`` is False when the server does not list who holds the lock and ``holder`` is
+    zos's best candidate: the words say "probably", so that no one ends an innocent session.
+    """
 
     table: str
     holder: str
+    certain: bool = True
 
     def __str__(self) -> str:
-        return f"waiting for a lock on {self.table} (held by {self.holder})"
+        held = "held by" if self.certain else "probably held by"
+        return f"waiting for a lock on {self.table} ({held} {self.holder})"
 
 
 class LockWaitWatch:
@@ -160,10 +168,15 @@ def pg_bounded(conn: Connection, seconds: float) -> Iterator[None]:
                 conn.commit()
 
 
+# The table of the lock waited for; for a row (a wait on the holder's transaction id) the
+# table of the tuple lock the waiter took first, else of the statement it runs.
 _PG_BLOCKED = text(
-    "SELECT CASE WHEN l.relation IS NOT NULL THEN CAST(CAST(l.relation AS regclass) AS text)"
-    " END, b.pid, b.state, EXTRACT(EPOCH FROM now() - b.state_change), b.application_name"
+    "SELECT CAST(CAST(COALESCE(l.relation, tuple.relation) AS regclass) AS text), w.query,"
+    " b.pid, b.state, EXTRACT(EPOCH FROM now() - b.state_change), b.application_name"
     " FROM pg_locks l"
+    " JOIN pg_stat_activity w ON w.pid = l.pid"
+    " LEFT JOIN LATERAL (SELECT t.relation FROM pg_locks t WHERE t.pid = l.pid"
+    " AND t.locktype = 'tuple' AND t.relation IS NOT NULL LIMIT 1) tuple ON true"
     " CROSS JOIN LATERAL unnest(pg_blocking_pids(l.pid)) AS blocker(pid)"
     " JOIN pg_stat_activity b ON b.pid = blocker.pid"
     " WHERE l.pid = :me AND NOT l.granted"
@@ -180,8 +193,11 @@ def pg_looker(conn: Connection) -> Callable[[Connection], Blocked | None]:
         row = probe.execute(_PG_BLOCKED, {"me": me}).first()
         if row is None:
             return None
-        table, pid, state, seconds, application = row
-        return Blocked(table or "a row", _session(f"pid {pid}", state, seconds, application))
+        table, statement, pid, state, seconds, application = row
+        if not table:
+            named = statement_table(str(statement or ""))
+            table = "a row" if named == NO_TABLE else named
+        return Blocked(table, _session(f"pid {pid}", state, seconds, application))
 
     return look
 
@@ -224,53 +240,119 @@ def mysql_bounded(conn: Connection, seconds: float) -> Iterator[None]:
                 conn.commit()
 
 
-_MYSQL_ME = text("SELECT STATE, INFO FROM information_schema.PROCESSLIST WHERE ID = :me")
+_MYSQL_ME = text("SELECT STATE, INFO, DB FROM information_schema.PROCESSLIST WHERE ID = :me")
 _MYSQL_ROW_BLOCKER = text(
     "SELECT b.trx_mysql_thread_id FROM information_schema.INNODB_LOCK_WAITS w"
     " JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id"
     " JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
     " WHERE r.trx_mysql_thread_id = :me LIMIT 1"
 )
-# A metadata lock's holder is not listed without the metadata_lock_info plugin: the oldest
-# other open transaction is the one that keeps a table's lock the longest.
-_MYSQL_OLDEST_TRX = text(
+# The sessions holding a metadata lock on the table, listed by the metadata_lock_info plugin
+# (MariaDB "METADATA_LOCK_INFO": granted locks only; the waiter's own request is not there).
+_MYSQL_MDL_HOLDERS = text(
+    "SELECT DISTINCT m.THREAD_ID FROM information_schema.METADATA_LOCK_INFO m"
+    " WHERE m.TABLE_SCHEMA = :db AND m.TABLE_NAME = :table"
+    " AND m.THREAD_ID NOT IN (:me, CONNECTION_ID()) ORDER BY m.THREAD_ID"
+)
+# Without the plugin the server does not say who holds a metadata lock. The candidates are the
+# open transactions of sessions in the run's database (a transaction keeps the metadata lock of
+# every table it touched until it ends), those using or locking tables first, then the oldest.
+_MYSQL_CANDIDATES = text(
     "SELECT t.trx_mysql_thread_id FROM information_schema.INNODB_TRX t"
-    " WHERE t.trx_mysql_thread_id NOT IN (:me, CONNECTION_ID())"
-    " ORDER BY t.trx_started LIMIT 1"
+    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+    " WHERE t.trx_mysql_thread_id NOT IN (:me, CONNECTION_ID()) AND p.DB = :db"
+    " ORDER BY (t.trx_tables_in_use + t.trx_tables_locked > 0) DESC, t.trx_started,"
+    " t.trx_mysql_thread_id LIMIT 4"
 )
 _MYSQL_SESSION = text(
     "SELECT COMMAND, TIME, HOST FROM information_schema.PROCESSLIST WHERE ID = :id"
 )
+# MariaDB's error for an information_schema table that does not exist (the plugin is absent).
+_MYSQL_UNKNOWN_TABLE = 1109
 
 
 def mysql_looker(conn: Connection) -> Callable[[Connection], Blocked | None]:
     """What the runner's connection ``conn`` waits for, read from the processlist and InnoDB's
-    transaction tables by another connection."""
+    transaction tables by another connection.
+
+    A row lock's holder is certain (InnoDB lists lock waits), and so is a metadata lock's when
+    the ``metadata_lock_info`` plugin is installed. Otherwise the holder is a candidate, said
+    to be "probably" the one, chosen among the sessions in the run's database only.
+    """
     driver: Any = conn.connection.dbapi_connection
     me = int(driver.thread_id())
+    plugin: list[bool] = []  # asked once: whether METADATA_LOCK_INFO answers
 
     def look(probe: Connection) -> Blocked | None:
         row = probe.execute(_MYSQL_ME, {"me": me}).first()
         if row is None:
             return None
-        state, statement = str(row[0] or ""), str(row[1] or "")
+        state, statement, database = str(row[0] or ""), str(row[1] or ""), row[2]
+        table = statement_table(statement)
         if "lock" not in state.lower():
             holder_id = _scalar(probe, _MYSQL_ROW_BLOCKER, me)  # a row lock, if any
             if holder_id is None:
                 return None
-        else:
-            holder_id = _scalar(probe, _MYSQL_OLDEST_TRX, me)
-        return Blocked(statement_table(statement), _mysql_holder(probe, holder_id))
+            return Blocked(table, _mysql_holder(probe, holder_id))
+        schema, _, name = table.rpartition(".")
+        schema = schema or (str(database) if database else "")
+        if table != NO_TABLE and schema:
+            holders = _mdl_holders(probe, plugin, me, schema, name)
+            if holders:
+                return Blocked(table, _mysql_holders(probe, holders))
+        candidates = _ids(probe, _MYSQL_CANDIDATES, {"me": me, "db": database})
+        if not candidates:
+            return Blocked(table, "another session", certain=False)
+        return Blocked(table, _mysql_holders(probe, candidates, certain=False), certain=False)
 
     return look
 
 
-def _scalar(probe: Connection, query: Any, me: int) -> int | None:
+def _mdl_holders(
+    probe: Connection, plugin: list[bool], me: int, schema: str, table: str
+) -> list[int]:
+    """The sessions the metadata_lock_info plugin lists as holding a lock on the table; none
+    when the plugin is not installed (remembered in ``plugin`` after the first question)."""
+    if plugin and not plugin[0]:
+        return []
     try:
-        value = probe.execute(query, {"me": me}).scalar()
+        holders = _ids(
+            probe, _MYSQL_MDL_HOLDERS, {"me": me, "db": schema, "table": table}, strict=True
+        )
+    except exc.DBAPIError as error:
+        if getattr(error.orig, "args", (None,))[0] != _MYSQL_UNKNOWN_TABLE:
+            raise
+        plugin[:] = [False]
+        return []
+    plugin[:] = [True]
+    return holders
+
+
+def _ids(
+    probe: Connection, query: Any, params: dict[str, Any], *, strict: bool = False
+) -> list[int]:
+    try:
+        return [int(value) for value in probe.execute(query, params).scalars()]
     except exc.DBAPIError:
-        return None  # a server without InnoDB's information_schema tables
-    return None if value is None else int(value)
+        if strict:
+            raise
+        return []  # a server without InnoDB's information_schema tables
+
+
+def _scalar(probe: Connection, query: Any, me: int) -> int | None:
+    found = _ids(probe, query, {"me": me})
+    return found[0] if found else None
+
+
+def _mysql_holders(probe: Connection, ids: list[int], *, certain: bool = True) -> str:
+    """The first session in words, then the others by id: "connection 12 from …, idle in
+    transaction for 7 s, and connection 15" (all hold the lock) or "…, or connection 15"."""
+    first = _mysql_holder(probe, ids[0])
+    others = [f"connection {other}" for other in ids[1:]]
+    if not others:
+        return first
+    joined = ", ".join(others)
+    return f"{first}, and {joined}" if certain else f"{first}, or {joined}"
 
 
 def _mysql_holder(probe: Connection, holder_id: int | None) -> str:
@@ -334,9 +416,9 @@ def mysql_wait_for_table_lock(conn: Connection, statement: str) -> None:
 
 
 def statement_table(statement: str) -> str:
-    """The table a SQL statement names first ("widgets"), or "a table" when none is found."""
+    """The table a SQL statement names first ("widgets"), or ``NO_TABLE`` when none is found."""
     match = _TABLE_OF_STATEMENT.search(statement)
     if match is None:
-        return "a table"
+        return NO_TABLE
     name = next(group for group in match.groups() if group)
     return name.replace("`", "").replace('"', "")

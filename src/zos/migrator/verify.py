@@ -23,6 +23,7 @@ from sqlalchemy import MetaData, exc, text
 from zos.config import Settings
 from zos.database import connect, first_line, get_engine, open_connection, resolve_target
 from zos.errors import ZosError
+from zos.migrator.dialects.scratch import ddl_rolls_back, drop_database_sql, report_name
 from zos.migrator.discovery import MigrationScript, discover_migrations
 from zos.migrator.verify_checks import (
     atomic_problems,
@@ -140,8 +141,7 @@ class _Run:
 
     def all_checks(self) -> None:
         url = self.new_database()
-        self.backend = resolve_target(self.settings_for(url)).url.get_backend_name()
-        self.backend = "mariadb" if self.backend == "mysql" else self.backend
+        self.backend = report_name(resolve_target(self.settings_for(url)).url.get_backend_name())
         self.timed("step-by-step equals all at once", None, lambda: self.step_by_step(url))
         for script in self.scripts:
             self.timed("data kept", script.version, partial(self.data, script.version))
@@ -224,7 +224,7 @@ class _Run:
             connect=lambda: self.connection(url),
             run=lambda: self.migrate(url, script.version, planted),
             backend=self.backend,
-            transactional=self.backend != "mariadb" and _transactional(script),
+            transactional=ddl_rolls_back(self.backend) and _transactional(script),
         )
 
     def read(self, url: str, filled: Mapping[str, TableData]) -> dict[str, list[dict[str, Any]]]:
@@ -324,10 +324,10 @@ def _scratch(url: str | None, work: Path, settings: Settings) -> Iterator[Callab
         failed = True
         raise
     finally:
-        force = " WITH (FORCE)" if target.backend == "postgresql" else ""
         try:
             for name in list(created):
-                run(f"DROP DATABASE IF EXISTS {name}{force}", f"drop the scratch database {name}")
+                drop = drop_database_sql(target.backend, name)
+                run(drop, f"drop the scratch database {name}")
         except ZosError:
             if not failed:  # else the error that ended the checks is the one to tell
                 raise

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, event, inspect, text
 
 from zos.errors import ZosError
+from zos.migrator.dialects.scratch import sqlite_orphans
 from zos.migrator.discovery import MigrationScript
 from zos.migrator.verify_data import TableData, read_rows, reflect, shapes
 
@@ -154,9 +155,8 @@ def foreign_key_problems(conn: Connection, where: str) -> list[str]:
     """Rows whose foreign key points at no row (SQLite: ``PRAGMA foreign_key_check``; every
     backend: an anti-join per foreign key, as the servers' constraints may be absent)."""
     problems: list[str] = []
-    if conn.dialect.name == "sqlite":
-        for row in conn.execute(text("PRAGMA foreign_key_check")):
-            problems.append(f"{where}: table {row[0]}: row {row[1]} points at no row of {row[2]}")
+    for table, rowid, parent in sqlite_orphans(conn):
+        problems.append(f"{where}: table {table}: row {rowid} points at no row of {parent}")
     inspector = inspect(conn)
     quote = conn.dialect.identifier_preparer.quote
     for table in (n for n in inspector.get_table_names() if not n.startswith("_")):

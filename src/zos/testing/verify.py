@@ -127,5 +127,6 @@ def _migrations_dir(config: pytest.Config) -> Path:
 def _label(backend: str) -> str:
     if backend == _SQLITE:
         return _SQLITE
-    scheme = backend.split(":", 1)[0].split("+", 1)[0]
-    return "mariadb" if scheme in ("mysql", "mariadb") else scheme
+    from zos.migrator.dialects.scratch import report_name
+
+    return report_name(backend.split(":", 1)[0].split("+", 1)[0])

@@ -179,8 +179,10 @@ def test_a_migration_whose_deferred_constraint_fails_at_commit_is_named_in_the_e
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 1
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: 002_orphan.py failed"), lines[0]
-    assert "rolled back" in lines[0], lines[0]
+    assert lines[0].startswith("Error: 002_orphan.py failed: insert or update on table"), lines[0]
+    assert lines[0].endswith(
+        "it was rolled back and the database is unchanged by it; the database is at version 1"
+    ), lines[0]
 
 
 def test_a_rehearsal_that_cannot_get_a_lock_does_not_claim_the_real_run_would_stop(

@@ -28,6 +28,10 @@ from zos.migrator.records import State
 if TYPE_CHECKING:
     import signal as _signal  # noqa: F401
 
+# What became of a migration's transaction whose connection was lost while it committed: the
+# server committed all of it or none of it, and the answer never came.
+LOST_AT_COMMIT = "lost at commit"
+
 
 class BodyFailed(Exception):
     """A migration's own code failed; ``left`` says what became of its transaction."""
@@ -97,16 +101,23 @@ class Executor:
         check = migration.check
         present: list[bool] = []
         try:
-            with self.transaction():
+            with self.migration_transaction():
                 recorder.ensure_unrecorded(self.conn, migration.script.version)
                 self.run_body(migration, lambda: present.append(bool(check(self.conn))))
                 if present[0]:
                     self.record(migration, State.ADOPTED, None)
         except BodyFailed as failed:
             rollback_quietly(self.conn)
-            raise self.failure(
-                migration, failed, "its check() failed, so nothing was adopted or changed"
-            ) from failed.error
+            if failed.left == LOST_AT_COMMIT:
+                state = (
+                    "the connection was lost while its adoption was recorded; 'zos db status' "
+                    "says whether it was"
+                )
+            elif present:
+                state = "its check() found it present, but it could not be recorded as adopted"
+            else:
+                state = "its check() failed, so nothing was adopted or changed"
+            raise self.failure(migration, failed, state) from failed.error
         if not present[0]:
             return None
         self.current_version = max(self.current_version, migration.script.version)
@@ -190,6 +201,11 @@ class Executor:
     def rolled_back_or_marked(self, migration: LoadedMigration, failed: BodyFailed) -> str:
         """After an atomic attempt failed and was rolled back: the state it leaves, and a
         ``started`` mark when part of it was committed by the migration itself."""
+        if failed.left == LOST_AT_COMMIT:
+            return (
+                "the connection was lost while it committed, so it is either applied and "
+                "recorded or rolled back (the two commit together); 'zos db status' says which"
+            )
         if failed.left != MAYBE_COMMITTED:
             return "it was rolled back and the database is unchanged by it"
         with self.fresh_transaction() as conn:
@@ -220,6 +236,33 @@ class Executor:
             rollback_quietly(self.conn)
             raise
         transaction.commit()
+
+    @contextlib.contextmanager
+    def migration_transaction(self) -> Iterator[Connection]:
+        """``transaction()`` for a migration's own work: what zos's statements in it (its
+        record) or its commit raise, such as a deferred constraint, a serialization failure or
+        a refused record, fails the migration as its code would, as a ``BodyFailed``.
+
+        Raises:
+            BodyFailed: ``left`` is ``LOST_AT_COMMIT`` when the connection was lost while it
+                committed, else None (rolled back, by the server or by the rollback here).
+        """
+        transaction = self.conn.begin()
+        try:
+            yield self.conn
+            self.lock.ensure_held()
+        except exc.DBAPIError as error:
+            rollback_quietly(self.conn)
+            raise BodyFailed(error, None, None) from error
+        except BaseException:
+            rollback_quietly(self.conn)
+            raise
+        try:
+            transaction.commit()
+        except exc.DBAPIError as error:
+            rollback_quietly(self.conn)
+            left = LOST_AT_COMMIT if error.connection_invalidated else None
+            raise BodyFailed(error, left, None) from error
 
     @contextlib.contextmanager
     def fresh_transaction(self) -> Iterator[Connection]:
@@ -295,4 +338,12 @@ def rollback_quietly(conn: Connection) -> None:
             conn.invalidate()
 
 
-__all__ = ["ROLLED_BACK", "BodyFailed", "Executor", "Outcome", "elapsed_ms", "rollback_quietly"]
+__all__ = [
+    "LOST_AT_COMMIT",
+    "ROLLED_BACK",
+    "BodyFailed",
+    "Executor",
+    "Outcome",
+    "elapsed_ms",
+    "rollback_quietly",
+]

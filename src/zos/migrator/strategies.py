@@ -18,7 +18,13 @@ from zos.migrator.backfill import count_between, next_high, start_key
 from zos.migrator.dialects.base import MAYBE_COMMITTED
 from zos.migrator.discovery import LoadedMigration
 from zos.migrator.events import EventKind
-from zos.migrator.executor import BodyFailed, Executor, elapsed_ms, rollback_quietly
+from zos.migrator.executor import (
+    LOST_AT_COMMIT,
+    BodyFailed,
+    Executor,
+    elapsed_ms,
+    rollback_quietly,
+)
 from zos.migrator.marker import StartedMark
 from zos.migrator.records import BackfillCursor, State
 
@@ -35,7 +41,7 @@ def apply_atomically(ex: Executor, migration: LoadedMigration) -> int:
     upgrade = migration.upgrade
     with ex.dialect.foreign_keys_suspended(conn):
         try:
-            with ex.transaction():
+            with ex.migration_transaction():
                 recorder.ensure_unrecorded(conn, version)
                 ex.emit(EventKind.STARTED, migration)
                 started = time.monotonic()
@@ -62,7 +68,7 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
     try:
         if migration.transactional:
             # DML inside still commits together with the marks.
-            with ex.transaction():
+            with ex.migration_transaction():
                 if upgrade is not None:
                     with mark.before_first_change():
                         ex.run_body(migration, lambda: upgrade(conn))
@@ -73,7 +79,7 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
                 if upgrade is not None:
                     with mark.before_first_change():
                         ex.run_body(migration, lambda: upgrade(conn), in_transaction=False)
-            with ex.transaction():
+            with ex.migration_transaction():
                 mark.write()
                 recorder.mark_finished(conn, version, elapsed_ms(started))
     except BodyFailed as failed:
@@ -84,6 +90,11 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
 
 def _left_by(mark: StartedMark, failed: BodyFailed) -> str:
     """What a failed marked migration left."""
+    if failed.left == LOST_AT_COMMIT:
+        return (
+            "the connection was lost while its record committed, so it may be applied and "
+            "recorded, or marked unfinished; see 'zos db status' and 'zos db repair'"
+        )
     return _MARKED if mark.kept_after_failure(failed) else _NOTHING_COMMITTED
 
 
@@ -110,7 +121,7 @@ def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
     while True:
         low = cursor.last_key
         try:
-            with ex.transaction():
+            with ex.migration_transaction():
                 cursor = _reread(conn, cursor)
                 low = start_key(conn, batches) if cursor.last_key is None else cursor.last_key
                 high = None if low is None else next_high(conn, batches, low)
@@ -130,10 +141,23 @@ def apply_backfill(ex: Executor, migration: LoadedMigration) -> int:
         done = cursor.rows_done
         ex.emit(EventKind.PROGRESS, migration, rows_done=done, rows_total=max(total, done))
     duration = elapsed_ms(started)
-    with ex.transaction():
-        recorder.mark_finished(conn, version, duration)
-        recorder.drop_cursor(conn, version)
+    try:
+        with ex.migration_transaction():
+            recorder.mark_finished(conn, version, duration)
+            recorder.drop_cursor(conn, version)
+    except BodyFailed as failed:
+        after = _UNFINISHED_RECORD
+        if failed.left == LOST_AT_COMMIT:
+            after = "every batch is committed; the connection was lost while its record was"
+            after += ", so 'zos db status' says whether it is finished"
+        raise ex.failure(migration, failed, after) from failed.error
     return duration
+
+
+_UNFINISHED_RECORD = (
+    "every batch is committed but its record is not, so it stays unfinished; the next "
+    "'zos db migrate' finds no rows left and records it"
+)
 
 
 def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
@@ -144,7 +168,7 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
     if ex.dialect.transactional_ddl:
         with ex.dialect.foreign_keys_suspended(conn):
             try:
-                with ex.transaction():
+                with ex.migration_transaction():
                     recorder.ensure_unrecorded(conn, version)
                     ex.record(migration, State.STARTED, None)
                     if upgrade is not None:
@@ -159,7 +183,7 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
             recorder.ensure_unrecorded(conn, version)
         mark = StartedMark(ex, migration)
         try:
-            with ex.transaction():
+            with ex.migration_transaction():
                 if upgrade is not None:
                     with mark.before_first_change():
                         ex.run_body(migration, lambda: upgrade(conn))
@@ -173,6 +197,12 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
 
 def _batch_state(ex: Executor, migration: LoadedMigration, failed: BodyFailed, low: Any) -> str:
     """What a failed batch left; a batch that committed part of itself must not be resumed."""
+    if failed.left == LOST_AT_COMMIT:
+        return (
+            f"the connection was lost while the batch of keys above {low!r} committed; it "
+            "commits with its cursor, so the next 'zos db migrate' resumes after the last "
+            "batch that was committed"
+        )
     if failed.left != MAYBE_COMMITTED:
         return (
             f"the batch of keys above {low!r} was rolled back, earlier batches are kept, and "

@@ -137,11 +137,22 @@ class PostgresDialect(ServerDialect):
         qualify(conn, self._schema)
 
     def restore_session(self, conn: Connection) -> None:
+        # What DISCARD ALL does, in the steps its documentation lists (DISCARD ALL itself
+        # refuses to run in the transaction the driver opens): temporary tables, prepared
+        # statements, cursors, LISTEN and advisory locks a migration left (the run lock is on
+        # a connection of its own), besides roles and settings. No parameters: one round trip.
+        if conn.in_transaction():
+            conn.rollback()
+        conn.exec_driver_sql(
+            "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; "
+            "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; "
+            "DISCARD SEQUENCES"
+        )
         if self._search_path is not None:
             conn.execute(
                 text("SELECT set_config('search_path', :p, false)"), {"p": self._search_path}
             )
-            conn.commit()
+        conn.commit()
 
     def transaction_identity(self, conn: Connection) -> object:
         # The savepoint exists only in this transaction: after a failure, rolling back to it
@@ -167,9 +178,11 @@ class PostgresDialect(ServerDialect):
         return MAYBE_COMMITTED if status == "committed" else ROLLED_BACK
 
     def after_body(self, conn: Connection) -> None:
-        # Inside the migration's transaction: a SET is rolled back with it, and RESET ALL goes
-        # back to the values the session started with (server, role, URL options); then the
-        # runner's own search path.
+        # Inside the migration's transaction: a SET is rolled back with it, and the RESETs go
+        # back to the values the session started with (server, role, URL options), the role
+        # and session user included, which RESET ALL leaves; then the runner's search path.
+        conn.exec_driver_sql("RESET SESSION AUTHORIZATION")
+        conn.exec_driver_sql("RESET ROLE")
         conn.exec_driver_sql("RESET ALL")
         if self._search_path is not None:
             conn.execute(
@@ -311,6 +324,14 @@ class MySQLDialect(ServerDialect):
         qualify(conn, self._database)
 
     def restore_session(self, conn: Connection) -> None:
+        # A new session: MariaDB/MySQL cannot reset one in SQL (user variables, session
+        # variables, temporary tables, GET_LOCK locks a migration took, SET NAMES), and the
+        # driver's and the engine's connect-time set-up run again as for the first. The run
+        # lock is on a connection of its own.
+        if conn.in_transaction():
+            conn.rollback()
+        conn.invalidate()
+        conn.connection  # noqa: B018 - opens the new session now, not in the migration
         if self._database is not None:
             quoted = self._database.replace("`", "``")
             conn.exec_driver_sql(f"USE `{quoted}`")

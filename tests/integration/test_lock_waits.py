@@ -414,3 +414,39 @@ def test_a_marked_migration_that_changed_something_before_failing_stays_marked(
     assert "is marked unfinished" in result.stderr, result.stderr
     assert recorded(backend) == {1: "applied", 2: "started"}
     assert "note" in columns(backend)
+
+
+def test_the_record_of_a_migration_waits_for_its_lock_no_longer_than_the_migration(
+    server_backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # A session keeps _schema_version locked against writes: the migration's own statements
+    # get their locks, its record does not. The bound covers the record too (a migration that
+    # resets its session settings must not lift it), so the run gives up instead of waiting.
+    backend = server_backend
+    folder = widgets_migrations(make_migrations, timeout=1, retries=0)
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    hold = {
+        "postgresql": "LOCK TABLE _schema_version IN EXCLUSIVE MODE",
+        "mariadb": "SELECT * FROM _schema_version FOR UPDATE",
+    }[backend.name]
+    engine = backend.engine()
+    try:
+        with engine.connect() as holder:
+            holder.execute(text(hold)).close()
+            runner = subprocess.run(
+                [sys.executable, "-m", "zos", "db", "migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            holder.rollback()
+    finally:
+        engine.dispose()
+    assert runner.returncode == 1, runner.stdout + runner.stderr
+    lines = runner.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gave up waiting for a lock" in lines[0], lines
+    assert recorded(backend) == {1: "applied"}
+    assert "note" not in columns(backend)
+    assert run_cli("db", "migrate", env=env).exit_code == 0

@@ -123,6 +123,7 @@ class PostgresDialect(ServerDialect):
         return PostgresRunLock(engine)
 
     _search_path: str | None = None  # as the run's first connection began
+    _lock_bound: float | None = None  # seconds, the bound of the migration running now
     _schema: str | None = None
 
     def prepare(self, conn: Connection) -> None:
@@ -188,6 +189,9 @@ class PostgresDialect(ServerDialect):
             conn.execute(
                 text("SELECT set_config('search_path', :p, false)"), {"p": self._search_path}
             )
+        if self._lock_bound is not None:
+            # The record and the commit's deferred checks still wait a bounded time.
+            self.bound_lock_waits_here(conn, self._lock_bound)
 
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
@@ -212,6 +216,7 @@ class PostgresDialect(ServerDialect):
     def bounded_lock_waits(
         self, conn: Connection, seconds: float
     ) -> contextlib.AbstractContextManager[None]:
+        self._lock_bound = seconds  # after_body's RESET ALL clears it; set again there
         return lockwaits.pg_bounded(conn, seconds)
 
     def bound_lock_waits_here(self, conn: Connection, seconds: float) -> None:

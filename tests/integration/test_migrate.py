@@ -342,9 +342,9 @@ def test_a_version_1_database_missing_one_column_is_not_adopted(backend: Backend
     assert code == 1
     assert "Adopted" not in out
     assert err.startswith("Error: ") and "001" in err and "Traceback" not in err
-    # MariaDB records `started` before the (non-transactional) body; the error names repair.
-    expected = [(1, "started")] if backend.name == "mariadb" else []
-    assert [row[:2] for row in version_rows(backend)] == expected
+    # Nothing recorded anywhere: on MariaDB the server refused upgrade()'s first CREATE TABLE,
+    # so the started mark written just before it was removed again.
+    assert [row[:2] for row in version_rows(backend)] == []
     assert "deleted_at" not in {c["name"] for c in inspect_columns(backend, "messages")}
 
 

@@ -80,3 +80,36 @@ def test_a_migration_whose_version_row_cannot_be_written_leaves_no_change(
     # Nothing of 002 was kept (on MariaDB its row changes rolled back with the record), so
     # nothing is left to repair either.
     assert sorted(tuple(v) for v in versions) == [(1, "applied")]
+
+
+def test_a_fresh_database_whose_first_migration_fails_is_left_empty_where_ddl_rolls_back(
+    backend: Backend, make_migrations: MakeMigrations
+) -> None:
+    # The version table is created in the first migration's own transaction: one commit for a
+    # fresh database, and nothing at all left behind when that migration fails.
+    folder = make_migrations(
+        {
+            "001_things.py": migration(
+                1, "Things", CREATE_THINGS + "\nraise RuntimeError('001 breaks')"
+            )
+        }
+    )
+    env = backend.env(folder)
+    result = run_cli("db", "migrate", env=env)
+    assert result.exit_code == 1
+    assert "001_things.py failed: 001 breaks" in result.stderr
+    engine = backend.engine()
+    try:
+        left = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    if backend.name == "mariadb":
+        # DDL commits at once there: the table it created is kept, and so is its mark.
+        assert {"_schema_version", "things"} <= left
+        assert "is marked unfinished" in result.stderr
+        return
+    assert left == set()
+    status = run_cli("db", "status", env=env)
+    assert status.exit_code == 0 and "Problems" not in status.stderr, status.stderr
+    fixed = make_migrations({"001_things.py": migration(1, "Things", CREATE_THINGS)})
+    assert run_cli("db", "migrate", env=backend.env(fixed)).exit_code == 0

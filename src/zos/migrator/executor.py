@@ -68,6 +68,16 @@ class Executor:
     interrupts: Interrupts
     current_version: int  # the newest finished version, kept up to date as the run goes
     ddl_lock_timeout_seconds: float = 5.0  # database.ddl_lock_timeout_seconds (lockwait)
+    # Bookkeeping still to create (the version table of a fresh database): done inside the
+    # first atomic migration's transaction, so a fresh database takes one commit, not two.
+    prelude: Callable[[Connection], None] | None = None
+
+    def run_prelude_alone(self) -> None:
+        """Create what ``prelude`` creates in a transaction of its own, if still pending."""
+        if self.prelude is not None:
+            with self.conn.begin():
+                self.prelude(self.conn)
+            self.prelude = None
 
     def apply(self, migration: LoadedMigration) -> Outcome:
         """Apply ``migration`` with the strategy its kind needs.
@@ -89,6 +99,8 @@ class Executor:
             strategy = strategies.apply_atomically
         else:
             strategy = strategies.apply_with_marker
+        if strategy is not strategies.apply_atomically:
+            self.run_prelude_alone()
         duration = apply_bounded(self, migration, lambda: strategy(self, migration))
         self.current_version = max(self.current_version, migration.script.version)
         self.emit(EventKind.APPLIED, migration, duration)
@@ -99,6 +111,7 @@ class Executor:
         if migration.check is None:
             return None
         check = migration.check
+        self.run_prelude_alone()
         present: list[bool] = []
         try:
             with self.migration_transaction():

@@ -97,7 +97,8 @@ def run_migrations(
         ):
             dialect.prepare(conn)
             plan, pending = _prepare(conn, scripts, target)
-            if pending and backup and _has_schema(conn):
+            has_schema = bool(pending) and _has_schema(conn)
+            if has_schema and backup:
                 _back_up(settings, db, plan.current_version, observe)
             conn.rollback()
             _record_current_checksums(conn, plan)
@@ -113,7 +114,8 @@ def run_migrations(
                     settings.database.ddl_lock_timeout_seconds,
                 )
             )
-            _apply_all(run[0], pending, adopting=not plan.applied)
+            # Only a database with tables of its own can hold what a migration's check() finds.
+            _apply_all(run[0], pending, adopting=not plan.applied and has_schema)
     except RunInterrupted as stop:
         version = run[0].current_version if run else None
         raise Interrupted(_interrupted_between(stop, version), stop.signum) from None
@@ -144,16 +146,21 @@ def _record_current_checksums(conn: Connection, plan: Plan) -> None:
 
 
 def _apply_all(executor: Executor, pending: list[LoadedMigration], *, adopting: bool) -> None:
-    """Create the version table, then adopt what an unversioned database already has and
-    apply the rest, in order; stop at the first failure."""
+    """Create the version table (where DDL is transactional, in the first migration's own
+    transaction), then adopt what an unversioned database already has and apply the rest, in
+    order; stop at the first failure."""
     conn = executor.conn
     with executor.dialect.durable(conn):
-        with conn.begin():
-            recorder.ensure_version_table(conn)
+        if executor.dialect.transactional_ddl and pending and not adopting:
+            executor.prelude = recorder.ensure_version_table
+        else:
+            with conn.begin():
+                recorder.ensure_version_table(conn)
         for migration in pending:
             adopting = adopting and executor.adopt(migration) is not None
             if not adopting:
                 executor.apply(migration)
+        executor.run_prelude_alone()
         executor.interrupts.check()
 
 

@@ -42,6 +42,8 @@ def apply_atomically(ex: Executor, migration: LoadedMigration) -> int:
     with ex.dialect.foreign_keys_suspended(conn):
         try:
             with ex.migration_transaction():
+                if ex.prelude is not None:
+                    ex.prelude(conn)
                 recorder.ensure_unrecorded(conn, version)
                 ex.emit(EventKind.STARTED, migration)
                 started = time.monotonic()
@@ -54,6 +56,7 @@ def apply_atomically(ex: Executor, migration: LoadedMigration) -> int:
             raise ex.failure(migration, failed, ex.rolled_back_or_marked(migration, failed)) from (
                 failed.error
             )
+    ex.prelude = None  # committed with the migration
     return duration
 
 

@@ -28,7 +28,9 @@ BASE = migration(
 # Two migrations written alike, each with its own scratch object of the same name: the real
 # run's session reset (DISCARD TEMP, DEALLOCATE ALL, CLOSE ALL) lets the second make it again.
 SAME_SCRATCH_TWICE = {
-    "temporary_table": "conn.execute(text('CREATE TEMPORARY TABLE staging AS SELECT * FROM widgets'))",
+    "temporary_table": (
+        "conn.execute(text('CREATE TEMPORARY TABLE staging AS SELECT * FROM widgets'))"
+    ),
     "prepared_statement": "conn.execute(text('PREPARE pick AS SELECT name FROM widgets'))",
     "cursor_with_hold": (
         "conn.execute(text('DECLARE walk CURSOR WITH HOLD FOR SELECT name FROM widgets'))"
@@ -95,7 +97,7 @@ def test_a_rehearsal_stops_after_an_enum_value_added_by_a_function_the_migration
                 1,
                 "Mood",
                 "conn.execute(text(\"CREATE TYPE mood AS ENUM ('sad', 'ok')\"))\n"
-                "conn.execute(text(\"CREATE FUNCTION add_mood(v text) RETURNS void"
+                'conn.execute(text("CREATE FUNCTION add_mood(v text) RETURNS void'
                 " LANGUAGE plpgsql AS $f$ BEGIN"
                 " EXECUTE format('ALTER TYPE mood ADD VALUE %L', v); END $f$\"))",
             ),

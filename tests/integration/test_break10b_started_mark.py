@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 
 from tests.conftest import SERVER_URLS, Backend, MakeMigrations, _backend, migration, run_cli
 from tests.integration.test_lock_waits import recorded
@@ -52,11 +52,17 @@ FIRST_CHANGES = {
     "drop_two_tables": "DROP TABLE other, widgets",
     "rename_two_tables": "RENAME TABLE other TO other2, widgets TO widgets2",
     "backquoted_name_with_a_space": "ALTER TABLE `widget parts` ADD COLUMN note INTEGER",
+    "temporary_table_first": (
+        "CREATE TEMPORARY TABLE scratch (id INTEGER);\n"
+        "ALTER TABLE widgets ADD COLUMN note VARCHAR(20)"
+    ),
 }
 
 
 def project(make_migrations: MakeMigrations, first_change: str) -> Path:
-    body = f"conn.exec_driver_sql({first_change!r})"
+    body = "\n".join(
+        f"conn.exec_driver_sql({statement!r})" for statement in first_change.split(";\n")
+    )
     return make_migrations(
         {
             "001_setup.py": migration(1, "Set up", SETUP),
@@ -230,9 +236,8 @@ def test_mariadb_a_reader_arriving_between_the_lock_probe_and_the_change_leaves_
     assert recorded(mariadb) == {1: "applied"}
 
 
-def _until_statement_waits(engine: object, database: str, like: str) -> None:
-    assert hasattr(engine, "connect")
-    with engine.connect() as conn:  # type: ignore[attr-defined]
+def _until_statement_waits(engine: Engine, database: str, like: str) -> None:
+    with engine.connect() as conn:
         for _ in range(600):
             found = conn.execute(
                 text(

@@ -1,10 +1,12 @@
 """The ``started`` mark of a migration whose changes cannot commit together with its record
 (MariaDB/MySQL, whose DDL commits at once, and ``TRANSACTIONAL = False`` migrations).
 
-The mark is written just before the migration's first statement that may change something,
-once the dialect has seen that the statement's table lock can be had: a run stopped, killed or
-given up while it waits for that lock has marked nothing, so nothing needs repair. A migration
-that changes nothing is marked when it finishes.
+The mark is written just before the migration's first statement that commits something: in a
+transaction, the first that commits at once (DDL; MariaDB "Statements That Cause an Implicit
+Commit"), outside one, the first that may change anything. The dialect first locks the tables
+that statement will wait for and holds them until it has run: a run stopped, killed or given
+up while it waits has marked nothing, and nothing slips in between the mark and the change. A
+migration that commits nothing on its own is marked together with its end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, exc
 
 from zos.migrator import recorder
+from zos.migrator.dialects.tablelocks import first_word, tokens
 from zos.migrator.records import State
 
 if TYPE_CHECKING:
@@ -31,11 +34,30 @@ READS = frozenset(
 OWN_TABLES = (recorder.TABLE_NAME, recorder.BACKFILL_TABLE_NAME)
 
 
+# Statements that commit the open transaction at once where DDL is not transactional.
+COMMITS_AT_ONCE = frozenset(
+    {"ALTER", "CREATE", "DROP", "RENAME", "TRUNCATE", "OPTIMIZE", "ANALYZE", "REPAIR"}
+    | {"GRANT", "REVOKE", "LOCK", "UNLOCK", "INSTALL", "UNINSTALL", "FLUSH", "LOAD"}
+)
+
+
 def may_change_something(statement: str) -> bool:
     """Whether ``statement`` may change something other than zos's own bookkeeping tables."""
-    stripped = statement.lstrip()
-    first = stripped.split(None, 1)[0].upper() if stripped else ""
-    return first not in READS and not any(table in statement for table in OWN_TABLES)
+    return first_word(statement) not in READS and not any(t in statement for t in OWN_TABLES)
+
+
+def commits_something(statement: str, *, in_transaction: bool) -> bool:
+    """Whether ``statement`` commits a change of its own: in a transaction, a statement that
+    commits at once (temporary tables excepted, which commit nothing); outside one, any
+    statement that may change something."""
+    if not may_change_something(statement) or _temporary(statement):
+        return False
+    return not in_transaction or first_word(statement) in COMMITS_AT_ONCE
+
+
+def _temporary(statement: str) -> bool:
+    found = tokens(statement)
+    return len(found) > 1 and found[0][0] in ("CREATE", "DROP") and found[1][0] == "TEMPORARY"
 
 
 class StartedMark:
@@ -55,21 +77,33 @@ class StartedMark:
         self.ex.record(self.migration, State.STARTED, None)
 
     @contextmanager
-    def before_first_change(self) -> Iterator[None]:
-        """Meanwhile, the mark is written just before the first statement that may change
-        something, after the dialect's wait for that statement's table lock; statements that
-        may change something and completed are counted."""
-        conn = self.ex.conn
+    def before_first_change(self, *, in_transaction: bool) -> Iterator[None]:
+        """Meanwhile, the mark is written just before the first statement that commits
+        something, with that statement's tables locked by the dialect until it has run;
+        statements that may change something and completed are counted."""
+        conn, dialect = self.ex.conn, self.ex.dialect
+        holding = False
+
+        def release() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                dialect.release_table_locks(conn)
 
         def before(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-            if self.written or not may_change_something(statement):
+            nonlocal holding
+            if self.written:
+                if holding and may_change_something(statement):
+                    release()  # the statement the locks were for failed and was caught
                 return
-            self.ex.dialect.wait_for_table_lock(conn, statement)
-            self.write()
+            if commits_something(statement, in_transaction=in_transaction):
+                holding = dialect.hold_table_locks(conn, statement)
+                self.write()
 
         def after(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
             if may_change_something(statement):
                 self.completed += 1
+                release()
 
         event.listen(conn, "before_cursor_execute", before)
         event.listen(conn, "after_cursor_execute", after)
@@ -78,6 +112,7 @@ class StartedMark:
         finally:
             event.remove(conn, "before_cursor_execute", before)
             event.remove(conn, "after_cursor_execute", after)
+            release()
 
     def kept_after_failure(self, failed: BodyFailed) -> bool:
         """After the body failed with ``failed`` and its transaction was rolled back: whether

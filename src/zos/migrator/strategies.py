@@ -73,14 +73,14 @@ def apply_with_marker(ex: Executor, migration: LoadedMigration) -> int:
             # DML inside still commits together with the marks.
             with ex.migration_transaction():
                 if upgrade is not None:
-                    with mark.before_first_change():
+                    with mark.before_first_change(in_transaction=True):
                         ex.run_body(migration, lambda: upgrade(conn))
                 mark.write()
                 recorder.mark_finished(conn, version, elapsed_ms(started))
         else:
             with ex.dialect.autocommit(conn):
                 if upgrade is not None:
-                    with mark.before_first_change():
+                    with mark.before_first_change(in_transaction=False):
                         ex.run_body(migration, lambda: upgrade(conn), in_transaction=False)
             with ex.migration_transaction():
                 mark.write()
@@ -188,7 +188,7 @@ def _start(ex: Executor, migration: LoadedMigration) -> BackfillCursor:
         try:
             with ex.migration_transaction():
                 if upgrade is not None:
-                    with mark.before_first_change():
+                    with mark.before_first_change(in_transaction=True):
                         ex.run_body(migration, lambda: upgrade(conn))
                 mark.write()
                 recorder.start_cursor(conn, version)

@@ -155,15 +155,22 @@ class Dialect(Protocol):
         """Whether ``error`` (or what it was raised from) is a lock wait that gave up."""
         ...
 
-    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
-        """Before a migration's ``started`` mark is committed, wait (bounded like the
-        statement would be) until the lock ``statement`` needs on its table can be had, so a
-        run that is stopped or gives up while waiting has marked nothing. A no-op where the
-        mark commits together with the statement.
+    def hold_table_locks(self, conn: Connection, statement: str) -> bool:
+        """Before a migration's ``started`` mark is written in front of ``statement``, lock the
+        tables ``statement`` will wait for (and the version table), bounded like the
+        statement, so that a run stopped or given up while it waits has marked nothing and
+        nothing slips in between the mark and the change. Returns whether locks are held
+        (release them with ``release_table_locks`` once the statement has run). False where
+        the mark commits together with the statement.
 
         Raises:
             sqlalchemy.exc.DBAPIError: the wait gave up (``is_lock_timeout``) or was cancelled.
+            ZosError: the database user may not take such locks.
         """
+        ...
+
+    def release_table_locks(self, conn: Connection) -> None:
+        """Release what ``hold_table_locks`` took; quiet when the connection is gone."""
         ...
 
     def watch_lock_waits(

@@ -367,54 +367,6 @@ def _mysql_holder(probe: Connection, holder_id: int | None) -> str:
     return f"connection {holder_id}{where}, {doing} for {int(seconds or 0)} s"
 
 
-# Schema changes whose first act is to wait for an exclusive metadata lock on an existing table.
-_TAKES_TABLE_LOCK = re.compile(
-    r"^\s*(?:ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE|DROP\s+(?:TEMPORARY\s+)?TABLE|TRUNCATE"
-    r"|RENAME\s+TABLE|OPTIMIZE\s+(?:NO_WRITE_TO_BINLOG\s+|LOCAL\s+)?TABLE"
-    r"|CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX|DROP\s+INDEX)\b",
-    re.IGNORECASE,
-)
-# ER_LOCK_WAIT_TIMEOUT and ER_QUERY_INTERRUPTED (KILL QUERY, how a signal cancels a wait).
-_MYSQL_WAIT_ENDED = (MYSQL_LOCK_WAIT_TIMEOUT, 1317)
-
-
-def mysql_wait_for_table_lock(conn: Connection, statement: str) -> None:
-    """Wait until the metadata lock a schema change ``statement`` needs on its table is free,
-    by taking ``LOCK TABLES … WRITE`` and releasing it at once: bounded by the session's
-    ``lock_wait_timeout`` and cancelled by ``KILL QUERY`` like the statement itself.
-
-    MariaDB commits DDL at once, so a migration's ``started`` mark is committed before its
-    first schema change runs; waiting here first means a run stopped or given up during the
-    wait has marked nothing (MariaDB "LOCK TABLES": WRITE waits for every other session's
-    metadata lock on the table, including a transaction that has only read it).
-
-    Raises:
-        pymysql.err.OperationalError: error 1205 (gave up) or 1317 (cancelled); SQLAlchemy
-            wraps it as the failing statement's error. Any other refusal (no such table, no
-            LOCK TABLES privilege) is left for the statement itself to meet.
-    """
-    if not _TAKES_TABLE_LOCK.match(statement):
-        return
-    match = _TABLE_OF_STATEMENT.search(statement)
-    if match is None:
-        return
-    name = next(group for group in match.groups() if group)
-    parts = [part.strip('`"') for part in name.split(".")]
-    quoted = ".".join("`" + part.replace("`", "``") + "`" for part in parts if part)
-    driver: Any = conn.connection.dbapi_connection
-    cursor = driver.cursor()
-    try:
-        try:
-            cursor.execute(f"LOCK TABLES {quoted} WRITE")
-        except Exception as error:  # the driver's own error class
-            if getattr(error, "args", (None,))[0] in _MYSQL_WAIT_ENDED:
-                raise
-            return
-        cursor.execute("UNLOCK TABLES")
-    finally:
-        cursor.close()
-
-
 def statement_table(statement: str) -> str:
     """The table a SQL statement names first ("widgets"), or ``NO_TABLE`` when none is found."""
     match = _TABLE_OF_STATEMENT.search(statement)

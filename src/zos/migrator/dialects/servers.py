@@ -15,7 +15,7 @@ from sqlalchemy import exc, text
 
 from zos.database import open_connection
 from zos.errors import ConfigError, LockTimeout
-from zos.migrator.dialects import lockwaits
+from zos.migrator.dialects import lockwaits, tablelocks
 from zos.migrator.dialects.base import LOCK_NAME, MAYBE_COMMITTED, ROLLED_BACK, this_process
 from zos.migrator.dialects.direct import PG_HOLDER_SQL, PG_LOCK_KEY, describe_pg_holder
 from zos.migrator.dialects.lockwaits import Blocked, LockWaitWatch
@@ -93,6 +93,12 @@ class ServerDialect:
                 yield
         finally:
             conn.execution_options(isolation_level=default or "READ COMMITTED")
+
+    def hold_table_locks(self, conn: Connection, statement: str) -> bool:
+        return False  # the mark commits with the statement, or after CONCURRENTLY has begun
+
+    def release_table_locks(self, conn: Connection) -> None:
+        return None
 
     @contextlib.contextmanager
     def durable(self, conn: Connection) -> Iterator[None]:
@@ -224,9 +230,6 @@ class PostgresDialect(ServerDialect):
 
     def is_lock_timeout(self, error: BaseException) -> bool:
         return lockwaits.lock_timeout_error(error, lockwaits.PG_LOCK_NOT_AVAILABLE)
-
-    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
-        return None  # the mark commits with the statement, or after CONCURRENTLY has begun
 
     def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
         return lockwaits.pg_looker(conn)
@@ -382,8 +385,17 @@ class MySQLDialect(ServerDialect):
     def is_lock_timeout(self, error: BaseException) -> bool:
         return lockwaits.lock_timeout_error(error, lockwaits.MYSQL_LOCK_WAIT_TIMEOUT)
 
-    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
-        lockwaits.mysql_wait_for_table_lock(conn, statement)
+    def hold_table_locks(self, conn: Connection, statement: str) -> bool:
+        tables = tablelocks.tables_to_lock(statement)
+        if tables is not None:
+            return tablelocks.lock_tables(conn, tables, (self._database, "_schema_version"))
+        views = tablelocks.views_to_wait_for(statement)
+        if views is not None:
+            tablelocks.wait_for_views(conn, views)
+        return False
+
+    def release_table_locks(self, conn: Connection) -> None:
+        tablelocks.unlock_tables(conn)
 
     def _looker(self, conn: Connection) -> Callable[[Connection], Blocked | None]:
         return lockwaits.mysql_looker(conn)

@@ -269,7 +269,10 @@ class SqliteDialect:
     def is_lock_timeout(self, error: BaseException) -> bool:
         return False
 
-    def wait_for_table_lock(self, conn: Connection, statement: str) -> None:
+    def hold_table_locks(self, conn: Connection, statement: str) -> bool:
+        return False  # the mark commits with the statement
+
+    def release_table_locks(self, conn: Connection) -> None:
         return None
 
     def watch_lock_waits(

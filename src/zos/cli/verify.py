@@ -30,18 +30,32 @@ def render_check(check: Check) -> str:
     metavar="URL",
     help="Also verify on a scratch database created (and dropped) on this server; repeatable.",
 )
+@click.option(
+    "--metadata",
+    "metadata_reference",
+    metavar="MODULE:ATTRIBUTE",
+    help="The schema the newest version must match, e.g. myapp.models:metadata (imported "
+    "from the working directory; default: zos.database.metadata).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def verify(ctx: click.Context, server_urls: tuple[str, ...], as_json: bool) -> None:
+def verify(
+    ctx: click.Context,
+    server_urls: tuple[str, ...],
+    metadata_reference: str | None,
+    as_json: bool,
+) -> None:
     """Prove every migration on populated throwaway databases; exit 1 if any check fails."""
     import dataclasses
     import json
 
     from zos.migrator.verify import verify as run_verify
+    from zos.migrator.verify_hooks import load_metadata
 
     settings = load(ctx)
+    metadata = None if metadata_reference is None else load_metadata(metadata_reference)
     show = (lambda _check: None) if as_json else (lambda check: click.echo(render_check(check)))
-    report = run_verify(settings, server_urls, on_check=show)
+    report = run_verify(settings, server_urls, on_check=show, metadata=metadata)
     failed = [check for check in report.checks if not check.ok]
     if as_json:
         checks = [dataclasses.asdict(check) | {"ok": check.ok} for check in report.checks]

@@ -6,8 +6,8 @@ Creates and drops its own scratch databases; never touches the configured one.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -22,9 +22,10 @@ from sqlalchemy import MetaData, exc, text
 
 from zos.config import Settings
 from zos.database import connect, first_line, get_engine, open_connection, resolve_target
-from zos.errors import ZosError
+from zos.errors import Interrupted, ZosError
 from zos.migrator.dialects.scratch import ddl_rolls_back, drop_database_sql, report_name
 from zos.migrator.discovery import MigrationScript, discover_migrations
+from zos.migrator.interrupts import Interrupts, RunInterrupted
 from zos.migrator.verify_checks import (
     atomic_problems,
     data_problems,
@@ -33,6 +34,7 @@ from zos.migrator.verify_checks import (
     schema_problems,
 )
 from zos.migrator.verify_data import Factory, FillError, TableData, fill
+from zos.migrator.verify_hooks import HookError, load_factories
 from zos.migrator.verify_static import declared_changes, folder_problems
 
 
@@ -80,8 +82,14 @@ def verify(
     The newest schema is compared with ``metadata`` (default: ``zos.database.metadata``);
     ``sqlite=False`` leaves out the SQLite file (the servers only).
 
+    SIGINT and SIGTERM stop it at once, anywhere (a migration it runs included): everything
+    it touches is its own and thrown away. The scratch databases and files are removed on the
+    way out, and a second signal then is ignored so that the removal finishes.
+
     Raises:
         MigrationFileError: a migration file breaks the rules (nothing runs).
+        HookError: the ``_verify.py`` hook, or one of its factories, fails.
+        Interrupted: SIGINT or SIGTERM arrived (exit code 130 or 143).
         ConfigError: a URL cannot be parsed.
         DatabaseUnavailable: a server cannot be reached within
             ``database.connect_timeout_seconds``.
@@ -97,21 +105,51 @@ def verify(
         checks.append(check)
         on_check(check)
 
-    started = time.monotonic()
-    report(
-        Check(
-            "files", "static", None, time.monotonic() - started, tuple(folder_problems(directory))
-        )
-    )
-    factories = _factories(directory)
+    interrupts = Interrupts()
+    left: list[str] = []  # scratch databases that could not be dropped after a failure
+    try:
+        with interrupts.installed(), interrupts.interruptible():
+            started = time.monotonic()
+            static = tuple(folder_problems(directory))
+            report(Check("files", "static", None, time.monotonic() - started, static))
+            factories = load_factories(directory)
+            _checks(
+                settings, directory, scripts, factories, report, server_urls, metadata, sqlite, left
+            )
+    except RunInterrupted as stop:
+        raise Interrupted(_interrupted(stop.signum, left), stop.signum) from None
+    return VerifyReport(tuple(checks))
+
+
+def _checks(
+    settings: Settings,
+    directory: Path,
+    scripts: list[MigrationScript],
+    factories: Mapping[str, Factory],
+    report: Callable[[Check], None],
+    server_urls: Sequence[str],
+    metadata: MetaData | None,
+    sqlite: bool,
+    left: list[str],
+) -> None:
+    """Every backend's checks, in a temporary folder removed on the way out."""
     with tempfile.TemporaryDirectory(prefix="zos-verify-") as scratch_dir:
         work = Path(scratch_dir)
         for url in [*([None] if sqlite else []), *server_urls]:
-            with _scratch(url, work, settings) as new_database:
+            with _scratch(url, work, settings, left) as new_database:
                 run = _Run(settings, directory, scripts, factories, new_database, work, report)
                 run.metadata = metadata
                 run.all_checks()
-    return VerifyReport(tuple(checks))
+
+
+def _interrupted(signum: int, left: list[str]) -> str:
+    name = signal.Signals(signum).name
+    if left:
+        return (
+            f"interrupted by {name}; verify stopped, but could not drop its scratch databases "
+            f"{', '.join(left)}: drop them by hand"
+        )
+    return f"interrupted by {name}; verify stopped and removed its scratch databases and files"
 
 
 @dataclass
@@ -137,7 +175,12 @@ class _Run:
     def migrate(self, url: str, target: int | None, directory: Path | None = None) -> None:
         from zos.migrator import migrate
 
-        migrate(self.settings_for(url, directory), target, backup=False)
+        try:
+            migrate(self.settings_for(url, directory), target, backup=False)
+        except Interrupted as stop:
+            # Not a failed migration: the operator stopped verify. A BaseException, so that
+            # no check takes it for one of its problems.
+            raise RunInterrupted(stop.signum) from None
 
     def all_checks(self) -> None:
         url = self.new_database()
@@ -154,6 +197,8 @@ class _Run:
         started = time.monotonic()
         try:
             problems, notes = run()
+        except HookError:
+            raise  # the project's hook is broken: no check can run as it meant
         except ZosError as error:
             problems, notes = [str(error).splitlines()[0]], []
         seconds = time.monotonic() - started
@@ -253,19 +298,6 @@ def _transactional(script: MigrationScript) -> bool:
     return read_source(script.path.read_bytes(), script.version, script.name).transactional
 
 
-def _factories(directory: Path) -> dict[str, Factory]:
-    """``FACTORIES`` of the folder's ``_verify.py`` hook: table name -> factory(version, row)."""
-    hook = directory / "_verify.py"
-    if not hook.is_file():
-        return {}
-    spec = importlib.util.spec_from_file_location("zos_verify_hook", hook)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    factories = getattr(module, "FACTORIES", {})
-    return dict(factories)
-
-
 def _scratch_database(url: str, settings: Settings) -> dict[str, Any]:
     """The database settings of a scratch database: its URL, and the operator's bounds."""
     bounds = settings.database
@@ -279,10 +311,13 @@ def _scratch_database(url: str, settings: Settings) -> dict[str, Any]:
 
 
 @contextmanager
-def _scratch(url: str | None, work: Path, settings: Settings) -> Iterator[Callable[[], str]]:
+def _scratch(
+    url: str | None, work: Path, settings: Settings, left: list[str]
+) -> Iterator[Callable[[], str]]:
     """A maker of empty databases: SQLite files under ``work``, or databases on the server of
     ``url`` (created here, dropped on the way out). Connecting to the server is bounded by
-    ``database.connect_timeout_seconds`` like every other command's connection.
+    ``database.connect_timeout_seconds`` like every other command's connection. After a
+    failure, the databases that could not be dropped are added to ``left``.
 
     Raises:
         DatabaseUnavailable: the server cannot be reached (one ``cannot connect to …`` line).
@@ -318,6 +353,7 @@ def _scratch(url: str | None, work: Path, settings: Settings) -> Iterator[Callab
         return target.url.set(database=name).render_as_string(hide_password=False)
 
     failed = False
+    stopped: RunInterrupted | None = None
     try:
         yield new_database
     except BaseException:
@@ -327,9 +363,19 @@ def _scratch(url: str | None, work: Path, settings: Settings) -> Iterator[Callab
         try:
             for name in list(created):
                 drop = drop_database_sql(target.backend, name)
-                run(drop, f"drop the scratch database {name}")
-        except ZosError:
-            if not failed:  # else the error that ended the checks is the one to tell
-                raise
+                try:
+                    try:
+                        run(drop, f"drop the scratch database {name}")
+                    except RunInterrupted as stop:
+                        # The first signal, during the clean-up: finish it (a second signal
+                        # is ignored), then stop.
+                        failed, stopped = True, stop
+                        run(drop, f"drop the scratch database {name}")
+                except ZosError:
+                    if not failed:  # else the error that ended the checks is the one to tell
+                        raise
+                    left.append(name)
         finally:
             server.dispose()
+        if stopped is not None:
+            raise stopped

@@ -4,6 +4,7 @@ the schema equal to metadata, and a planted failure leaving nothing behind."""
 from __future__ import annotations
 
 import ast
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -19,6 +20,10 @@ from zos.migrator.verify_data import TableData, read_rows, reflect, shapes
 
 _PLANTED = "zos verify: planted failure right after the migration's last statement"
 _DDL = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE")
+# The name the planted copy gives the migration's own ``upgrade``: a statement sent while a
+# function of that name is running is the migration's (its helpers' and ops' included).
+_OWN_CODE = "_zos_verify_upgrade"
+_ZOS_TABLES = ("_schema_version", "_schema_backfill", "_schema_lock")
 
 
 def schema_of(conn: Connection) -> dict[str, Any]:
@@ -186,13 +191,13 @@ def plant_failure(source: str) -> str | None:
     found = False
     for statement in tree.body:
         if isinstance(statement, ast.FunctionDef) and statement.name == "upgrade":
-            statement.name = "_zos_verify_upgrade"
+            statement.name = _OWN_CODE
             found = True
     if not found:
         return None
     return (
         ast.unparse(tree)
-        + "\n\n\ndef upgrade(conn):\n    _zos_verify_upgrade(conn)\n"
+        + f"\n\n\ndef upgrade(conn):\n    {_OWN_CODE}(conn)\n"
         + f"    raise RuntimeError({_PLANTED!r})\n"
     )
 
@@ -254,13 +259,13 @@ def _state(conn: Connection) -> dict[str, Any]:
 
 @contextmanager
 def _statements() -> Iterator[list[str]]:
-    """The kinds ("ddl", "dml") of the statements any engine of this process sends while
-    inside, leaving out zos's own version tables."""
+    """The kinds ("ddl", "dml") of the statements the migration's own code sends while
+    inside: not zos's around it (its run lock, version tables, a dialect's preparation)."""
     kinds: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "_schema_version" in statement or "_schema_backfill" in statement:
-            return
+        if not _from_migration_code() or any(table in statement for table in _ZOS_TABLES):
+            return  # zos's own, even when sent on the migration's behalf (a started mark)
         head = statement.lstrip().upper()
         if head.startswith(_DDL):
             kinds.append("ddl")
@@ -272,3 +277,13 @@ def _statements() -> Iterator[list[str]]:
         yield kinds
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
+
+
+def _from_migration_code() -> bool:
+    """Whether the planted migration's own ``upgrade`` is on the calling thread's stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == _OWN_CODE:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False

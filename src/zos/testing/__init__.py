@@ -31,3 +31,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
         help="The migrations folder zos.testing.verify checks (default: zos's own).",
     )
+    parser.addini(
+        "zos_metadata",
+        type="string",
+        default="",
+        help="package.module:attribute of the MetaData the newest schema must match "
+        "(imported from the rootdir; default: zos.database.metadata).",
+    )

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import MetaData
 
 from zos.config import Settings
-from zos.errors import ZosError
+from zos.errors import Interrupted, ZosError
 from zos.migrator.discovery import discover_migrations
 from zos.migrator.verify import VerifyReport, verify
+from zos.migrator.verify_hooks import load_metadata
 
 _reports: dict[str, VerifyReport | str] = {}
+_metadata = pytest.StashKey[MetaData | None]()
 _SQLITE = "sqlite"
 _ENABLING_LINE = "zos.testing.verify"
 
@@ -34,6 +37,12 @@ class MigrationChecks(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         config = self.config
+        reference = str(config.getini("zos_metadata") or "")
+        try:
+            metadata = load_metadata(reference, config.rootpath) if reference else None
+        except ZosError as error:  # a configuration error: fails the collection, never skips
+            pytest.fail(f"zos_metadata: {error}", pytrace=False)
+        config.stash[_metadata] = metadata
         directory = _migrations_dir(config)
         versions = [script.version for script in discover_migrations(directory)]
         yield CheckItem.from_parent(
@@ -105,8 +114,11 @@ def _report(config: pytest.Config, backend: str) -> VerifyReport | str:
             migrations_dir=_migrations_dir(config),
         )
         urls = [] if backend == _SQLITE else [backend]
+        metadata = config.stash.get(_metadata, None)
         try:
-            _reports[backend] = verify(settings, urls, sqlite=backend == _SQLITE)
+            _reports[backend] = verify(settings, urls, metadata=metadata, sqlite=backend == _SQLITE)
+        except Interrupted as stop:  # the operator's Ctrl-C ends the session, as pytest's does
+            pytest.exit(str(stop), returncode=stop.exit_code)
         except ZosError as error:
             _reports[backend] = str(error)
     return _reports[backend]

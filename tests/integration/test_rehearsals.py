@@ -136,3 +136,92 @@ def test_a_postgresql_rehearsal_gives_up_a_lock_wait_like_the_real_run(
             r"  002: Add a note LOCK BUSY after \d+ ms: waiting for a lock on widgets \(held by",
             result.stdout,
         ), result.stdout
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[Backend]:
+    yield from _backend("postgresql", tmp_path)
+
+
+WIDGETS = migration(1, "Widgets", "conn.execute(text('CREATE TABLE widgets (id INTEGER)'))")
+# Fails when the session still holds a session-level advisory lock the migration before took:
+# the real run's next migration starts in a session that holds none.
+NO_ADVISORY_LOCK_LEFT = (
+    "held = conn.execute(text(\"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    ' AND pid = pg_backend_pid()")).scalar()\n'
+    "if held:\n"
+    "    raise RuntimeError(f'{held} advisory locks left by the migration before')"
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(
+            "conn.execute(text('CREATE TEMPORARY TABLE staging (id INTEGER) ON COMMIT DROP'))",
+            "conn.execute(text('CREATE TEMPORARY TABLE staging (id INTEGER) ON COMMIT DROP'))",
+            id="temporary_table_on_commit_drop",
+        ),
+        pytest.param(
+            "conn.execute(text(\"CREATE TYPE mood AS ENUM ('sad', 'ok')\"))",
+            "conn.execute(text(\"SELECT 'ok'::mood\"))",
+            id="enum_type_made_with_its_values",
+        ),
+        pytest.param(
+            "conn.execute(text('SELECT pg_advisory_lock(4711)'))",
+            NO_ADVISORY_LOCK_LEFT,
+            id="session_advisory_lock",
+        ),
+    ],
+)
+def test_a_postgresql_rehearsal_goes_on_where_the_real_run_starts_the_next_migration_afresh(
+    pg: Backend, make_migrations: MakeMigrations, first: str, second: str
+) -> None:
+    folder = make_migrations(
+        {
+            "001_widgets.py": WIDGETS,
+            "002_first.py": migration(2, "First", first),
+            "003_second.py": migration(3, "Second", second),
+        }
+    )
+    env = pg.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    rehearsal = run_cli("db", "migrate", "--dry-run", env=env)
+    real = run_cli("db", "migrate", env=env)
+    assert real.exit_code == 0, real.stderr
+    assert re.search(r"  003: Second \(\d+ ms\)", rehearsal.stdout), rehearsal.stdout
+    assert rehearsal.exit_code == 0, rehearsal.stdout + rehearsal.stderr
+
+
+ADDS_HAPPY = {
+    # The value is new to a type the database had, or to one the same migration made: either
+    # way PostgreSQL lets only a later transaction use it.
+    "type_of_before": "conn.execute(text(\"ALTER TYPE mood ADD VALUE 'happy'\"))",
+    "type_made_alongside": (
+        "conn.execute(text(\"CREATE TYPE feeling AS ENUM ('meh')\"))\n"
+        "conn.execute(text(\"ALTER TYPE feeling ADD VALUE 'happy'\"))"
+    ),
+}
+
+
+@pytest.mark.parametrize("body", ADDS_HAPPY.values(), ids=ADDS_HAPPY.keys())
+def test_a_postgresql_rehearsal_stops_after_an_enum_value_added_and_names_it(
+    pg: Backend, make_migrations: MakeMigrations, body: str
+) -> None:
+    folder = make_migrations(
+        {
+            "001_mood.py": migration(
+                1, "Mood", "conn.execute(text(\"CREATE TYPE mood AS ENUM ('sad', 'ok')\"))"
+            ),
+            "002_happy.py": migration(2, "Happy", body),
+            "003_use.py": migration(3, "Use", "conn.execute(text('SELECT 1'))"),
+        }
+    )
+    env = pg.env(folder)
+    assert run_cli("db", "migrate", "--target", "1", env=env).exit_code == 0
+    rehearsal = run_cli("db", "migrate", "--dry-run", env=env)
+    assert rehearsal.exit_code == 0, rehearsal.stdout + rehearsal.stderr
+    assert re.search(r"it adds the enum value 'happy' to (mood|feeling)", rehearsal.stdout), (
+        rehearsal.stdout
+    )
+    assert "003: Use (not rehearsed: follows 002" in rehearsal.stdout, rehearsal.stdout

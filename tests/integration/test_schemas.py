@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from tests.conftest import Backend, MakeMigrations, _backend, migration, run_cli
+from zos.errors import ConfigError
+from zos.migrator import ensure_schema_current
 
 
 @pytest.fixture
@@ -149,3 +151,45 @@ def test_a_search_path_from_the_url_never_reads_another_schemas_history(
     assert result.exit_code == 0, result.stderr
     assert "Migrated from version 0 to 1" in result.stdout
     assert tables_in(backend, "tenant_b") == {"_schema_version", "widgets"}
+
+
+@pytest.mark.parametrize("reader", ["psycopg", "sqlalchemy"])
+def test_a_default_search_path_that_puts_an_empty_schema_first_is_refused_by_every_command(
+    pg_backend: Backend, make_migrations: MakeMigrations, reader: str
+) -> None:
+    # The role's default for this database (as ALTER ROLE … IN DATABASE … SET, which a
+    # migration may run) puts an empty schema before public, which holds the history.
+    backend = pg_backend
+    folder = make_migrations({"001_widgets.py": migration(1, "Widgets", CREATE_WIDGETS)})
+    env = backend.env(folder)
+    assert run_cli("db", "migrate", env=env).exit_code == 0  # public: version 1
+    database = make_url(backend.url).database
+    engine = create_engine(backend.url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SCHEMA app"))
+        conn.execute(
+            text(f"ALTER ROLE CURRENT_USER IN DATABASE {database} SET search_path = app, public")
+        )
+    engine.dispose()
+    # A URL option sends the SQLAlchemy read path; none, the psycopg one.
+    url = backend.url + ("?connect_timeout=10" if reader == "sqlalchemy" else "")
+    env["ZOS_DATABASE_URL"] = url
+    try:
+        for command in (("db", "status"), ("db", "migrate"), ("db", "migrate", "--dry-run")):
+            result = run_cli(*command, env=env)
+            assert result.exit_code == 2, (command, result.stdout, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+            assert "schema app first" in lines[0] and "schema public" in lines[0], lines[0]
+            assert "set database.schema" in lines[0], lines[0]
+        with pytest.raises(ConfigError, match=r"set database\.schema to public"):
+            ensure_schema_current(backend.settings(folder, url=url))
+        assert tables_in(backend, "app") == set()
+        # Named, the history is found again where it is.
+        named = run_cli("db", "status", env=env | {"ZOS_DATABASE__SCHEMA": "public"})
+        assert "Current version: 1" in named.stdout, named.stdout + named.stderr
+    finally:
+        engine = create_engine(backend.url)
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER ROLE CURRENT_USER IN DATABASE {database} RESET ALL"))
+        engine.dispose()

@@ -89,7 +89,23 @@ def _home(conn: Connection) -> str | None:
 
 
 def has_version_table(conn: Connection) -> bool:
-    return inspect(conn).has_table(TABLE_NAME, schema=_home(conn))
+    """Whether ``_schema_version`` is where this database's history belongs.
+
+    Raises:
+        ConfigError: it is not, but PostgreSQL's default search path has another schema that
+            holds one (a migration may have put an empty schema first): which one is meant
+            must be set in ``database.schema``, never guessed, nor taken for no history.
+    """
+    home = _home(conn)
+    if inspect(conn).has_table(TABLE_NAME, schema=home):
+        return True
+    if conn.dialect.name == "postgresql":
+        from zos.migrator.dialects.direct import PG_HISTORY_ELSEWHERE_SQL, history_elsewhere
+
+        other = conn.exec_driver_sql(PG_HISTORY_ELSEWHERE_SQL, {"home": home or ""}).scalar()
+        if other is not None:
+            raise history_elsewhere(home, str(other))
+    return False
 
 
 def ensure_version_table(conn: Connection) -> None:

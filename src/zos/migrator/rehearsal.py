@@ -5,11 +5,12 @@ back; MariaDB/MySQL commit DDL at once, so there only the plan is shown.
 A rehearsal promises no more than it ran: a backfill runs its first ``REHEARSED_BATCHES``
 batches only (so the live server is never locked longer than by the real run's first batches),
 with the whole table's time projected from their rate. Each migration ends with what its commit
-would check (deferred constraints). The rehearsal stops at the first migration that runs outside
-a transaction, or that did something later statements see only once it is committed (a new
-enum value), listing the rest as not rehearsed, since they would run on a schema that lacks its
-change; and at the first lock it could not get in time, which proves nothing about the real
-run, which waits and tries again.
+would check (deferred constraints), and the next one starts without what the real run's fresh
+session would not have (temporary tables, prepared statements, cursors). The rehearsal stops at
+the first migration that runs outside a transaction, or that did something later statements see
+only once it is committed (a new enum value), listing the rest as not rehearsed, since they
+would run on a schema that lacks its change; and at the first lock it could not get in time,
+which proves nothing about the real run, which waits and tries again.
 """
 
 from __future__ import annotations
@@ -157,18 +158,20 @@ def _rehearse(
                     results.extend(_not_rehearsed(migration, pending))
                     break
                 with _lock_waits(conn, dialect, seconds, blocked):
+                    before = dialect.rehearsal_mark(conn)
                     with _capture(conn, statements), _guarded(conn, dialect, interrupts) as watch:
                         sample = _run_sampled(conn, migration)
                     _still_in(dialect, conn, identity)
                     broken = dialect.broken_foreign_keys(conn, watch)
                     if broken:
                         raise RuntimeError(broken)
-                    # As the real run: the runner's session for what follows (which resets the
-                    # lock-wait bound too), then what the commit would check.
+                    # As the real run: the runner's session settings for what follows (which
+                    # resets the lock-wait bound too), then what the commit would check and
+                    # what the next migration's session would not have.
                     dialect.after_body(conn)
                     if seconds is not None:
                         dialect.bound_lock_waits_here(conn, seconds)
-                    ends = dialect.as_if_committed(conn, tuple(statements))
+                    ends = dialect.as_if_committed(conn, before)
             except BaseException as error:  # a migration's code may raise anything at all
                 signum = interrupts.as_interruption(error)
                 if signum is not None:

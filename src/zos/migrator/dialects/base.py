@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Protocol
 
@@ -116,12 +116,18 @@ class Dialect(Protocol):
         """Who holds the run lock now, read without taking it; None when no run is on."""
         ...
 
-    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> str | None:
+    def rehearsal_mark(self, conn: Connection) -> object:
+        """In a rehearsal, before a migration runs: what ``as_if_committed`` compares the
+        transaction with once it has run, to see what it did (None where nothing is compared)."""
+        ...
+
+    def as_if_committed(self, conn: Connection, before: object) -> str | None:
         """In a rehearsal, which runs every migration in one transaction, do to ``conn``'s
-        transaction what the commit of the migration that just ran ``statements`` would do for
-        the statements after it: check what was deferred to the commit (raising the
-        database's error, as the commit would) and leave the next migration the state a new
-        transaction starts in.
+        transaction what the commit of the migration that just ran would do for the ones after
+        it: check what was deferred to the commit (raising the database's error, as the commit
+        would), and leave the next migration the state a new transaction starts in, in the
+        session the real run gives it (``restore_session``'s, as far as a transaction allows).
+        ``before`` is ``rehearsal_mark``'s, taken before the migration ran.
 
         Returns why later migrations cannot be rehearsed after this one (it did something
         that later statements see only once it is committed), or None.

@@ -17,7 +17,7 @@ import importlib.util
 import math
 from typing import TYPE_CHECKING, Any
 
-from zos.errors import DatabaseUnavailable
+from zos.errors import ConfigError, DatabaseUnavailable
 from zos.migrator.dialects.base import LOCK_NAME
 from zos.migrator.records import AppliedMigration, applied_from_row
 from zos.urls import DatabaseUrl, mask_url
@@ -41,6 +41,22 @@ _TABLES = (
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')"
     " AND c.relname IN ('_schema_version', '_schema_backfill')"
+)
+
+# A schema further down the session's search path than ``home`` that holds a _schema_version,
+# when the path is a default the connection did not choose itself (the server's, the role's or
+# the database's, which a migration may have changed with ALTER DATABASE/ROLE … SET), so that
+# a history is never taken for none. A path from the URL ("client") or set by zos for
+# database.schema ("session") is the operator's choice of where the history lives.
+PG_HISTORY_ELSEWHERE_SQL = (
+    "SELECT s.name FROM unnest(current_schemas(false)) WITH ORDINALITY AS s(name, place)"
+    " JOIN pg_catalog.pg_namespace n ON n.nspname = s.name"
+    " JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid"
+    " WHERE c.relname = '_schema_version' AND c.relkind IN ('r', 'p')"
+    " AND s.name <> %(home)s"
+    " AND (SELECT source FROM pg_catalog.pg_settings WHERE name = 'search_path')"
+    " NOT IN ('client', 'session')"
+    " ORDER BY s.place LIMIT 1"
 )
 
 
@@ -70,6 +86,8 @@ def read_postgresql(url: DatabaseUrl, settings: Settings) -> Recorded:
     one unqualified names create tables in), never further down the search path.
 
     Raises:
+        ConfigError: the current schema has no history while another on the default search
+            path has one (``PG_HISTORY_ELSEWHERE_SQL``): ``database.schema`` must say which.
         DatabaseUnavailable: the server cannot be reached, refuses the login, or fails a query.
     """
     import psycopg
@@ -103,6 +121,10 @@ def read_postgresql(url: DatabaseUrl, settings: Settings) -> Recorded:
 def _read(conn: Any, configured: str | None) -> Recorded:
     schema = configured or conn.execute("SELECT current_schema()").fetchone()[0]
     tables = {row[0] for row in conn.execute(_TABLES, {"schema": schema})} if schema else set[str]()
+    if configured is None and "_schema_version" not in tables:
+        other = conn.execute(PG_HISTORY_ELSEWHERE_SQL, {"home": schema or ""}).fetchone()
+        if other is not None:
+            raise history_elsewhere(schema, other[0])
     where = f'"{schema}"' if schema else ""
     applied = (
         [
@@ -123,6 +145,18 @@ def _read(conn: Any, configured: str | None) -> Recorded:
     holder = conn.execute(PG_HOLDER_SQL, {"k": PG_LOCK_KEY}).fetchone()
     conn.rollback()
     return Recorded(applied, resumable, None if holder is None else describe_pg_holder(holder))
+
+
+def history_elsewhere(home: str | None, other: str) -> ConfigError:
+    """The refusal to read ``home`` as a database with no history while ``other``, further
+    down the same default search path, holds one."""
+    first = f"schema {home} first" if home else "no existing schema first"
+    return ConfigError(
+        f"the default search path puts {first}, which has no _schema_version, "
+        f"while schema {other} further down the path holds this database's history; set "
+        f"database.schema to {other} to go on with that history (or to {home or 'a schema'} "
+        "to start a new one there)"
+    )
 
 
 def describe_pg_holder(row: Any) -> str:

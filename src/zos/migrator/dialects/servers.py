@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc, text
@@ -31,21 +31,29 @@ LOCK_LOST = (
 )
 
 
-# What later statements of the same PostgreSQL transaction see only once it commits ("ALTER
-# TYPE": a value added to an enum "cannot be used until the transaction has been committed";
-# "CREATE TABLE": a temporary table ON COMMIT DROP / DELETE ROWS is dropped or emptied at the
-# commit). A rehearsal runs every migration in one transaction, so it cannot go on after them.
-_COMMIT_ONLY = (
-    (
-        re.compile(r"\bALTER\s+TYPE\b[^;]*?\bADD\s+VALUE\b", re.IGNORECASE),
-        "it adds an enum value, which PostgreSQL lets later statements use only once it is "
-        "committed",
-    ),
-    (
-        re.compile(r"\bON\s+COMMIT\s+(?:DROP|DELETE\s+ROWS)\b", re.IGNORECASE),
-        "it creates a temporary table that its commit drops or empties",
-    ),
+# What the session keeps from one transaction to the next besides roles and settings, in the
+# steps DISCARD ALL's documentation lists, all of which run inside a transaction (DISCARD ALL
+# itself does not): cursors, prepared statements, LISTEN, session advisory locks, cached plans,
+# temporary tables, sequence state.
+_SESSION_LEFTOVERS = (
+    "CLOSE ALL; DEALLOCATE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; "
+    "DISCARD TEMP; DISCARD SEQUENCES"
 )
+# Every enum value. One a migration adds with ALTER TYPE … ADD VALUE (however it is sent: a
+# function, a DO block, a statement built at run time) "cannot be used until the transaction
+# has been committed", even when its type is new too; those CREATE TYPE made can.
+_ENUM_VALUES = text("SELECT oid FROM pg_catalog.pg_enum")
+_NEW_ENUM_VALUES = text(
+    "SELECT oid, format_type(enumtypid, NULL), quote_literal(enumlabel) FROM pg_catalog.pg_enum"
+    " WHERE NOT oid = ANY(CAST(:seen AS oid[])) ORDER BY enumtypid, enumsortorder"
+)
+# The server's own check of whether a value may be used yet: enum_in, which a cast calls.
+_USE_ENUM_VALUE = text(
+    "SELECT enum_in(CAST(enumlabel AS cstring), enumtypid) FROM pg_catalog.pg_enum"
+    " WHERE oid = CAST(:value AS oid)"
+)
+_UNSAFE_NEW_ENUM_VALUE_USAGE = "55P04"
+
 # Every constraint that starts each transaction deferred ("SET CONSTRAINTS": the two
 # deferrable classes "start every transaction in the indicated mode"), as schema.name; other
 # sessions' temporary schemas and the server's own are left out.
@@ -81,7 +89,10 @@ class ServerDialect:
     def broken_foreign_keys(self, conn: Connection, watch: Any) -> str | None:
         return None
 
-    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> str | None:
+    def rehearsal_mark(self, conn: Connection) -> object:
+        return None
+
+    def as_if_committed(self, conn: Connection, before: object) -> str | None:
         return None  # MariaDB/MySQL defer nothing to the commit; nothing is rehearsed there
 
     @contextlib.contextmanager
@@ -150,11 +161,7 @@ class PostgresDialect(ServerDialect):
         # a connection of its own), besides roles and settings. No parameters: one round trip.
         if conn.in_transaction():
             conn.rollback()
-        conn.exec_driver_sql(
-            "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; "
-            "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; "
-            "DISCARD SEQUENCES"
-        )
+        conn.exec_driver_sql(f"SET SESSION AUTHORIZATION DEFAULT; RESET ALL; {_SESSION_LEFTOVERS}")
         if self._search_path is not None:
             conn.execute(
                 text("SELECT set_config('search_path', :p, false)"), {"p": self._search_path}
@@ -202,10 +209,18 @@ class PostgresDialect(ServerDialect):
     def run_holder(self, conn: Connection) -> str | None:
         return pg_run_holder(conn)
 
-    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> str | None:
+    def rehearsal_mark(self, conn: Connection) -> _EnumValues:
+        return _EnumValues(frozenset(conn.execute(_ENUM_VALUES).scalars()))
+
+    def as_if_committed(self, conn: Connection, before: object) -> str | None:
         # What the commit checks: switching every deferred constraint to IMMEDIATE checks, at
         # once, what was left for the end of the transaction, and fails as the commit would.
         conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        # What the real run's next migration would not find in its session (restore_session;
+        # after_body has reset roles and settings already): a migration that makes the same
+        # temporary table or prepared statement as the one before works, and one that uses
+        # the one before's fails, as in the real run.
+        conn.exec_driver_sql(_SESSION_LEFTOVERS)
         # Then the modes a new transaction starts with: the INITIALLY DEFERRED ones deferred
         # again, the others immediate (the next migration's own SET CONSTRAINTS is its own).
         names = [str(name) for name in conn.execute(_INITIALLY_DEFERRED).scalars()]
@@ -214,9 +229,13 @@ class PostgresDialect(ServerDialect):
                 f"SET CONSTRAINTS {', '.join(names)} DEFERRED",
                 execution_options={"no_parameters": True},
             )
-        for pattern, why in _COMMIT_ONLY:
-            if any(pattern.search(statement) for statement in statements):
-                return why
+        if isinstance(before, _EnumValues):
+            added = _enum_values_added(conn, before)
+            if added:
+                return (
+                    f"it adds {added}, which PostgreSQL lets later statements use only once it "
+                    "is committed"
+                )
         return None
 
     def bounded_lock_waits(
@@ -237,6 +256,32 @@ class PostgresDialect(ServerDialect):
     def cancel(self, engine: Engine, conn: Connection) -> None:
         driver: Any = conn.connection.dbapi_connection
         driver.cancel()  # psycopg sends a cancel request on a connection of its own
+
+
+@dataclass(frozen=True)
+class _EnumValues:
+    """The enum values a PostgreSQL transaction had at one moment."""
+
+    oids: frozenset[int]
+
+
+def _enum_values_added(conn: Connection, before: _EnumValues) -> str | None:
+    """The values added since ``before`` that later statements of this transaction may not use
+    yet, as "the enum value 'happy' to mood", or None. Each is tried in a savepoint of its own."""
+    unusable: list[str] = []
+    for oid, kind, label in conn.execute(_NEW_ENUM_VALUES, {"seen": sorted(before.oids)}).all():
+        conn.exec_driver_sql("SAVEPOINT zos_enum_value")
+        try:
+            conn.execute(_USE_ENUM_VALUE, {"value": oid})
+        except exc.DBAPIError as error:
+            if not lockwaits.lock_timeout_error(error, _UNSAFE_NEW_ENUM_VALUE_USAGE):
+                raise
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT zos_enum_value")
+            unusable.append(f"{label} to {kind}")
+        conn.exec_driver_sql("RELEASE SAVEPOINT zos_enum_value")
+    if not unusable:
+        return None
+    return f"the enum value{'s' if len(unusable) > 1 else ''} {', '.join(unusable)}"
 
 
 class PostgresRunLock:

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,7 +247,10 @@ class SqliteDialect:
     def run_holder(self, conn: Connection) -> str | None:
         return None if self.database is None else probe_run_lock(self.database)
 
-    def as_if_committed(self, conn: Connection, statements: Sequence[str]) -> None:
+    def rehearsal_mark(self, conn: Connection) -> None:
+        return None
+
+    def as_if_committed(self, conn: Connection, before: object) -> None:
         return None  # foreign keys are checked after each migration; nothing waits for a commit
 
     def cancel(self, engine: Engine, conn: Connection) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from sqlalchemy import Connection, Engine, MetaData, event, inspect, text
 from zos.errors import ZosError
 from zos.migrator.dialects.scratch import sqlite_orphans
 from zos.migrator.discovery import MigrationScript
-from zos.migrator.verify_data import TableData, read_rows, reflect, shapes
+from zos.migrator.verify_data import read_rows, reflect, type_text
+from zos.migrator.verify_values import data_problems as data_problems
 
 _PLANTED = "zos verify: planted failure right after the migration's last statement"
 _DDL = ("CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE")
@@ -35,7 +35,7 @@ def schema_of(conn: Connection) -> dict[str, Any]:
             [
                 (
                     c["name"],
-                    str(c["type"].compile(dialect=conn.dialect)),
+                    type_text(c["type"], conn.dialect),
                     c["nullable"],
                     str(c.get("default")),
                 )
@@ -74,86 +74,6 @@ def schema_problems(conn: Connection, metadata: MetaData | None = None) -> list[
 
         metadata = live
     return find_drift(conn, metadata)
-
-
-def data_problems(
-    conn: Connection,
-    filled: Mapping[str, TableData],
-    baseline: Mapping[str, list[dict[str, Any]]],
-    declared: Mapping[str, frozenset[str]],
-    migration: str,
-) -> list[str]:
-    """Rows of ``baseline`` gone, or values changed in a column whose definition did not
-    change and that no migration declared in ``CHANGES_DATA``; one sentence per table/column."""
-    metadata = reflect(conn)
-    problems: list[str] = []
-    for name, data in filled.items():
-        if name not in metadata.tables:
-            continue  # a dropped table is the migration's stated intent
-        table = metadata.tables[name]
-        now = shapes(conn, table)
-        changed_on_purpose = declared.get(name, frozenset())
-        stable = [
-            c
-            for c, shape in data.shapes.items()
-            if now.get(c) == shape and c not in changed_on_purpose
-        ]
-        after = read_rows(conn, table)
-        before = baseline[name]
-        key = [k for k in data.key if k in stable] if data.key else []
-        if not key or len(key) != len(data.key):
-            problems += _whole_rows(name, before, after, stable, changed_on_purpose, migration)
-            continue
-        index = {tuple(row[k] for k in key): row for row in after}
-        lost = [row for row in before if tuple(row[k] for k in key) not in index]
-        if lost and "*" not in changed_on_purpose:
-            problems.append(
-                f"{migration}: table {name}: {len(lost)} of {len(before)} rows are gone, e.g. "
-                f"{_row_key(lost[0], key)}"
-            )
-        for column in stable:
-            if column in key:
-                continue
-            diffs = [
-                (row, index[tuple(row[k] for k in key)][column])
-                for row in before
-                if tuple(row[k] for k in key) in index
-                and index[tuple(row[k] for k in key)][column] != row[column]
-            ]
-            if diffs:
-                row, value = diffs[0]
-                problems.append(
-                    f"{migration}: table {name}, column {column}: {len(diffs)} of {len(before)} "
-                    f"values changed, e.g. {_row_key(row, key)}: {row[column]!r} -> {value!r} "
-                    "(declare it in CHANGES_DATA if this is intended)"
-                )
-    return problems
-
-
-def _whole_rows(
-    name: str,
-    before: list[dict[str, Any]],
-    after: list[dict[str, Any]],
-    stable: list[str],
-    changed_on_purpose: frozenset[str],
-    migration: str,
-) -> list[str]:
-    # Without a primary key that survived, rows are compared as whole rows of the stable columns.
-    def project(row: dict[str, Any]) -> tuple[str, ...]:
-        return tuple(repr(row.get(c)) for c in stable)
-
-    missing = Counter(project(r) for r in before) - Counter(project(r) for r in after)
-    if not missing or "*" in changed_on_purpose:
-        return []
-    sample = dict(zip(stable, next(iter(missing)), strict=True))
-    return [
-        f"{migration}: table {name}: {sum(missing.values())} of {len(before)} rows are gone or "
-        f"changed, e.g. {sample}"
-    ]
-
-
-def _row_key(row: dict[str, Any], key: list[str]) -> str:
-    return ", ".join(f"{k}={row[k]!r}" for k in key)
 
 
 def foreign_key_problems(conn: Connection, where: str) -> list[str]:

@@ -12,9 +12,14 @@ from dataclasses import dataclass
 from itertools import islice, product
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, Table, inspect, select, types
+from sqlalchemy import Column, Connection, Dialect, MetaData, Table, exc, inspect, select, types
 
 ROWS_PER_TABLE = 3
+# Row 0 leaves every nullable column NULL (references to the same table too); row 1 writes
+# non-ASCII text; row 2 the largest value of each integer column that is no key. Rows 1 and 2
+# keep every column non-NULL and non-empty, so a blanking UPDATE is seen in at least two rows.
+_NULL_ROW, _TEXT_ROW, _BIG_ROW = 0, 1, 2
+_NON_ASCII = "é…🙂"
 # A project's hook: factory(version, generated_row) -> the row to insert (see _verify.py).
 Factory = Callable[[int, dict[str, Any]], Mapping[str, Any]]
 _EPOCH = dt.datetime(2024, 2, 29, 12, 0, 0)
@@ -26,6 +31,7 @@ class ColumnShape:
 
     type: str
     nullable: bool
+    derived: bool = False  # computed by the database (a generated column): never compared
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,27 @@ def reflect(conn: Connection) -> MetaData:
 
 def shapes(conn: Connection, table: Table) -> dict[str, ColumnShape]:
     return {
-        c.name: ColumnShape(str(c.type.compile(dialect=conn.dialect)), bool(c.nullable))
+        c.name: ColumnShape(
+            type_text(c.type, conn.dialect), bool(c.nullable), c.computed is not None
+        )
         for c in table.columns
     }
+
+
+def type_text(type_: types.TypeEngine[Any], dialect: Dialect) -> str:
+    """The type's DDL as ``dialect`` writes it; an empty string for a column declared without
+    a type (SQLite allows it, and SQLAlchemy has no DDL for it)."""
+    if isinstance(type_, types.NullType):
+        return ""
+    try:
+        return str(type_.compile(dialect=dialect))
+    except exc.CompileError:
+        return repr(type_)
+
+
+def _left_to_the_database(column: Column[Any]) -> bool:
+    """A generated (computed) or identity column: the database writes it, never a row."""
+    return column.computed is not None or column.identity is not None
 
 
 def fill(conn: Connection, version: int, factories: Mapping[str, Factory]) -> dict[str, TableData]:
@@ -68,33 +92,46 @@ def fill(conn: Connection, version: int, factories: Mapping[str, Factory]) -> di
         rows: list[dict[str, Any]] = []
         checks = [] if table.name in factories else check_clauses(conn, table)
         for number in range(ROWS_PER_TABLE):
-            row = _generate(table, number, filled)
             if table.name in factories:
-                row = dict(factories[table.name](version, row))
-            rows.append(_insert(conn, table, row, checks, number))
+                row = _generate(table, number, filled, rows, varied=False)
+                candidates = [dict(factories[table.name](version, row))]
+            else:
+                # The varied row first; the plain one where the database refuses it (a CHECK
+                # that wants both of two columns, a character set without the text).
+                candidates = [
+                    _generate(table, number, filled, rows, varied=True),
+                    _generate(table, number, filled, rows, varied=False),
+                ]
+            rows.append(_insert(conn, table, candidates, checks, number))
         key = tuple(c.name for c in table.primary_key.columns)
         filled[table.name] = TableData(key, shapes(conn, table), rows)
     return filled
 
 
 def _insert(
-    conn: Connection, table: Table, row: dict[str, Any], checks: list[str], number: int
+    conn: Connection, table: Table, rows: list[dict[str, Any]], checks: list[str], number: int
 ) -> dict[str, Any]:
-    """Insert ``row``, or the first variant of it that the table's CHECK constraints accept
-    (values taken from the constraints' own literals); returns the row inserted.
+    """Insert the first of ``rows``, or of their variants, that the database accepts (the
+    variants take values from the CHECK constraints' own literals); returns the row inserted,
+    with the key values the database chose.
 
     Raises:
-        FillError: every variant (at most ``MAX_VARIANTS``) was refused.
+        FillError: every row and variant (at most ``MAX_VARIANTS`` each) was refused.
     """
     first_error: Exception | None = None
-    for candidate in [row, *islice(check_variants(table, row, checks, number), MAX_VARIANTS)]:
-        try:
-            with conn.begin_nested():
-                conn.execute(table.insert(), candidate)
-        except Exception as error:  # the driver's refusal: try the next variant
-            first_error = first_error or error
-            continue
-        return candidate
+    row = rows[0]
+    for base in rows:
+        variants = islice(check_variants(table, base, checks, number), MAX_VARIANTS)
+        for candidate in [base, *variants]:
+            try:
+                with conn.begin_nested():
+                    result = conn.execute(table.insert(), candidate)
+            except Exception as error:  # the driver's refusal: try the next variant
+                first_error = first_error or error
+                continue
+            chosen = result.inserted_primary_key or ()
+            keys = {c.name: v for c, v in zip(table.primary_key.columns, chosen, strict=False)}
+            return {**{k: v for k, v in keys.items() if v is not None}, **candidate}
     assert first_error is not None
     raise FillError(
         f"table {table.name}: the database refused generated row {row!r}: "
@@ -189,27 +226,52 @@ def read_rows(conn: Connection, table: Table) -> list[dict[str, Any]]:
     return [dict(row) for row in conn.execute(select(table)).mappings()]
 
 
-def _generate(table: Table, number: int, filled: Mapping[str, TableData]) -> dict[str, Any]:
+def _generate(
+    table: Table,
+    number: int,
+    filled: Mapping[str, TableData],
+    own: list[dict[str, Any]],
+    *,
+    varied: bool,
+) -> dict[str, Any]:
+    """Row ``number`` of ``table``: references copied from a parent's row (a reference to the
+    same table: rows after the first point at the first, the first at itself or nowhere);
+    ``varied``: NULL, non-ASCII and large values in the rows meant for them."""
+    key = {c.name for c in table.primary_key.columns}
     row: dict[str, Any] = {}
-    for fk in table.foreign_key_constraints:
-        parent = filled.get(fk.referred_table.name)
-        if parent is None or not parent.rows:
-            continue  # a self-reference: left to the value generator, or NULL below
-        source = parent.rows[number % len(parent.rows)]
-        for element in fk.elements:
-            row[element.parent.name] = source[element.column.name]
     for column in table.columns:
-        if column.name in row:
+        if _left_to_the_database(column):
             continue
-        if column.foreign_keys and column.nullable:
-            row[column.name] = None  # a reference to this very table, or to no filled table
+        if varied and number == _NULL_ROW and column.nullable and column.name not in key:
+            row[column.name] = None
             continue
-        row[column.name] = value_for(column.type, column.name, number)
+        big = varied and number == _BIG_ROW and column.name not in key
+        row[column.name] = value_for(column.type, column.name, number, text=varied, big=big)
+    for fk in table.foreign_key_constraints:
+        pairs = [(e.parent.name, e.column.name) for e in fk.elements]
+        if fk.referred_table is table:
+            source: Mapping[str, Any] | None = own[0] if own else row
+        else:
+            parent = filled.get(fk.referred_table.name)
+            source = parent.rows[number % len(parent.rows)] if parent and parent.rows else None
+        nullable = all(table.columns[name].nullable for name, _ in pairs)
+        if source is None or (nullable and row.get(pairs[0][0], 0) is None):
+            if nullable:  # a parent not filled yet (a cycle), or the NULL row
+                row.update(dict.fromkeys((name for name, _ in pairs), None))
+            continue
+        for name, referred in pairs:
+            if referred in source:
+                row[name] = source[referred]
     return row
 
 
-def value_for(type_: types.TypeEngine[Any], name: str, number: int) -> Any:
-    """A value of ``type_`` distinct for each ``number``, so UNIQUE columns are satisfied."""
+def value_for(
+    type_: types.TypeEngine[Any], name: str, number: int, *, text: bool = False, big: bool = False
+) -> Any:
+    """A value of ``type_`` distinct for each ``number``, so UNIQUE columns are satisfied;
+    ``text``: with non-ASCII characters in row 1; ``big``: an integer type's largest value."""
+    if isinstance(type_, types.Enum) and type_.enums:
+        return type_.enums[number % len(type_.enums)]
     if isinstance(type_, types.Boolean):
         return number % 2 == 0
     if isinstance(type_, types.DateTime):
@@ -219,7 +281,7 @@ def value_for(type_: types.TypeEngine[Any], name: str, number: int) -> Any:
     if isinstance(type_, types.Time):
         return dt.time(12, number % 60, 0)
     if isinstance(type_, types.Integer):
-        return number + 1
+        return _largest(type_) if big else number + 1
     if isinstance(type_, types.Float):
         return number + 0.5
     if isinstance(type_, types.Numeric):
@@ -229,10 +291,27 @@ def value_for(type_: types.TypeEngine[Any], name: str, number: int) -> Any:
     if isinstance(type_, types.LargeBinary):
         return bytes([number % 256]) * 4
     if isinstance(type_, types.String):
-        text = f"{number}-{name}"
+        value = (
+            f"{number}{_NON_ASCII}-{name}" if text and number == _TEXT_ROW else f"{number}-{name}"
+        )
         if type_.length is None:
             # Unbounded text as a JSON string literal: MariaDB reflects JSON as LONGTEXT with a
             # json_valid() CHECK, and this satisfies both.
-            return f'"{text}"'
-        return text[: type_.length] if type_.length > 1 else str(number % 10)
+            return f'"{value}"'
+        return value[: type_.length] if type_.length > 1 else str(number % 10)
     return str(number)
+
+
+def _largest(type_: types.TypeEngine[Any]) -> int:
+    """The largest value of a signed integer type (by its DDL name where the dialect's class
+    does not tell: TINYINT, MEDIUMINT)."""
+    name = type(type_).__name__.upper()
+    if "TINY" in name:
+        return 2**7 - 1
+    if isinstance(type_, types.SmallInteger) or "SMALL" in name:
+        return 2**15 - 1
+    if "MEDIUM" in name:
+        return 2**23 - 1
+    if isinstance(type_, types.BigInteger) or "BIG" in name:
+        return 2**63 - 1
+    return 2**31 - 1

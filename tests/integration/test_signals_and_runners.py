@@ -156,7 +156,13 @@ def undo_unfinished(backend: Backend, folder: Path) -> None:
             continue  # a backfill with a cursor resumes by itself
         engine = backend.engine()
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM bodies WHERE version = :v"), {"v": version})
+            if version == 1:
+                # The first migration creates the tables everything else writes to.
+                for table in ("items", "bodies"):
+                    if table in names:
+                        conn.execute(text(f"DROP TABLE {table}"))
+            else:
+                conn.execute(text("DELETE FROM bodies WHERE version = :v"), {"v": version})
             if version in (2, 5) and f"thing_{version}" in names:
                 conn.execute(text(f"DROP TABLE thing_{version}"))
             if version == 4:
